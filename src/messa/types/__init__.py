@@ -1,0 +1,1 @@
+"""Immutable records shared by all layers."""

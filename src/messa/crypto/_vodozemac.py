@@ -1,0 +1,100 @@
+"""The only module that imports vodozemac.
+
+Re-exports the binding's classes under stable names and translates its
+exceptions into Messa's. A binding upgrade touches this file only.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import vodozemac as _v
+
+from messa.errors import CryptoError, SignatureError
+
+Account = _v.Account
+Session = _v.Session
+AnyOlmMessage = _v.AnyOlmMessage
+PreKeyMessage = _v.PreKeyMessage
+GroupSession = _v.GroupSession
+InboundGroupSession = _v.InboundGroupSession
+SessionKey = _v.SessionKey
+ExportedSessionKey = _v.ExportedSessionKey
+MegolmMessage = _v.MegolmMessage
+Ed25519PublicKey = _v.Ed25519PublicKey
+Ed25519Signature = _v.Ed25519Signature
+Curve25519PublicKey = _v.Curve25519PublicKey
+Curve25519SecretKey = _v.Curve25519SecretKey
+PkDecryption = _v.PkDecryption
+PkEncryption = _v.PkEncryption
+PkMessage = _v.Message
+Sas = _v.Sas
+EstablishedSas = _v.EstablishedSas
+
+#: Every exception class the binding raises (all are ValueError subclasses).
+VodozemacError: tuple[type[Exception], ...] = (
+    _v.KeyException,
+    _v.SignatureException,
+    _v.DecodeException,
+    _v.LibolmPickleException,
+    _v.SessionKeyDecodeException,
+    _v.PickleException,
+    _v.SessionCreationException,
+    _v.SasException,
+    _v.OlmEncryptionException,
+    _v.OlmDecryptionException,
+    _v.MegolmDecryptionException,
+    _v.PkInvalidKeySizeException,
+    _v.PkDecodeException,
+)
+SessionCreationException = _v.SessionCreationException
+MegolmDecryptionException = _v.MegolmDecryptionException
+OlmDecryptionException = _v.OlmDecryptionException
+
+
+@contextmanager
+def translate(error: type[CryptoError], message: str) -> Iterator[None]:
+    """Turn any binding exception raised inside the block into ``error(message)``.
+
+    The binding's own text is chained (``__cause__``) but not copied into the
+    message, which may be shown to users.
+    """
+    try:
+        yield
+    except VodozemacError as exc:
+        raise error(message) from exc
+    except (ValueError, TypeError) as exc:
+        # Malformed base64 and the like surface as plain ValueError/TypeError.
+        raise error(message) from exc
+
+
+def verify_ed25519(public_key: str, message: bytes, signature: str) -> None:
+    """Check an Ed25519 signature (unpadded base64 key and signature).
+
+    Raises:
+        SignatureError: if the key or signature is malformed or does not verify.
+    """
+    with translate(SignatureError, "invalid signature"):
+        key = Ed25519PublicKey.from_base64(public_key)
+        sig = Ed25519Signature.from_base64(signature)
+        key.verify_signature(message, sig)
+
+
+def b64encode(data: bytes) -> str:
+    """Unpadded standard base64, as Matrix uses."""
+    return base64.b64encode(data).decode("ascii").rstrip("=")
+
+
+def b64decode(data: str) -> bytes:
+    """Decode padded or unpadded standard (or URL-safe) base64.
+
+    Raises:
+        ValueError: on invalid input.
+    """
+    if not isinstance(data, str):
+        raise ValueError("base64 input must be a string")
+    s = data.strip().replace("-", "+").replace("_", "/")
+    s += "=" * (-len(s) % 4)
+    return base64.b64decode(s, validate=True)

@@ -150,6 +150,14 @@ class StoreClosedError(StoreError, LocalError):
     """The store was used after :meth:`close`."""
 
 
+class StoreNotFoundError(StoreError, LocalError):
+    """No store exists at the given path and creating one was not allowed."""
+
+
+class KeyringUnavailableError(StoreError, ConfigError):
+    """The OS keyring is missing, locked, or holds no key for this store."""
+
+
 # --- matrix transport --------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from messa.homeserver import EmbeddedHomeserver, HomeserverError, RegisteredUser
+from messa.homeserver import EmbeddedHomeserver, HomeserverError, RegisteredUser, process
 
 SKIP_REASON = "matrix-synapse not installed: pip install 'messa[homeserver]'"
 OWNER_FILE = "messa-test-owner.pid"
@@ -88,19 +88,41 @@ class ServerTracker:
 TRACKER = ServerTracker()
 
 
-def reap_orphans(root: Path) -> int:
-    """Stop test servers under ``root`` whose owning pytest process is gone.
+def _synapse_processes() -> list[tuple[int, Path]]:
+    """(pid, config path) of every Synapse visible in /proc (empty without /proc)."""
+    found: list[tuple[int, Path]] = []
+    proc = Path("/proc")
+    if not (proc / "self").exists():
+        return found
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"synapse.app.homeserver" in argv and b"-c" in argv[:-1]:
+            config = argv[argv.index(b"-c") + 1]
+            found.append((int(entry.name), Path(os.fsdecode(config))))
+    return found
 
-    Only directories carrying :data:`OWNER_FILE` are considered, and
-    :meth:`EmbeddedHomeserver.stop` only signals a pid that really runs
-    Synapse on that directory's config, so servers of concurrent sessions and
-    unrelated processes are left alone.
+
+def reap_orphans(root: Path) -> int:
+    """Stop test servers under ``root`` left behind by a crashed session.
+
+    A server is an orphan if its data directory names an owning pytest
+    process that is gone, or if its data directory was deleted (pytest rotates
+    old temporary directories away). Servers of concurrent sessions and
+    unrelated processes are left alone: only pids that really run Synapse on
+    a config under ``root`` are ever signalled.
 
     Returns:
-        How many directories were cleaned up.
+        How many servers were stopped.
     """
     reaped = 0
-    for owner_file in root.glob(f"*/*/{OWNER_FILE}"):
+    # pytest adds "<name>current" symlinks next to numbered directories: dedupe.
+    owner_files = {path.resolve() for path in root.glob(f"*/*/{OWNER_FILE}")}
+    for owner_file in sorted(owner_files):
         try:
             owner = int(owner_file.read_text().strip())
         except (OSError, ValueError):
@@ -110,6 +132,10 @@ def reap_orphans(root: Path) -> int:
         server = EmbeddedHomeserver(owner_file.parent)
         if server.is_running():
             TRACKER.stop(owner_file.parent)
+            reaped += 1
+    for pid, config in _synapse_processes():
+        orphan = root.resolve() in config.parents and not config.parent.exists()
+        if orphan and process.terminate(pid, config, timeout=5):
             reaped += 1
     return reaped
 

@@ -85,7 +85,9 @@ class EmbeddedHomeserver:
         port: int | None = None,
         testing: bool = False,
     ) -> None:
-        self._layout = HomeserverLayout(Path(data_dir).absolute())
+        # Resolved, so that every path to the same directory (symlinks included)
+        # yields the same config path, which is how a running server is recognised.
+        self._layout = HomeserverLayout(Path(data_dir).expanduser().resolve())
         self._server_name = server_name
         self._requested_port = port
         self._testing = testing

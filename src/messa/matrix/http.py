@@ -26,7 +26,13 @@ from urllib.parse import quote
 
 import httpx
 
-from messa.errors import ConfigError, MatrixHTTPError, RateLimitedError, TransportError
+from messa.errors import (
+    ConfigError,
+    InvalidInputError,
+    MatrixHTTPError,
+    RateLimitedError,
+    TransportError,
+)
 from messa.matrix._json import JsonDict, decode_array, decode_object, encode_json
 from messa.matrix.errors import MediaTooLargeError, error_from_response
 
@@ -316,7 +322,7 @@ class HttpTransport:
         async def read(response: httpx.Response) -> T:
             raw = await _read_capped(response, limit, truncate=False)
             if raw is None:
-                raise TransportError(f"response larger than {limit} bytes")
+                raise InvalidInputError(f"response larger than {limit} bytes")
             return decode(raw)
 
         return read

@@ -56,7 +56,7 @@ def _valid_server_name(value: str) -> bool:
         if not _DNS_NAME.fullmatch(host):
             return False
     if port is not None:
-        return port.isascii() and port.isdigit() and 0 < len(port) <= 5 and int(port) <= 65535
+        return port.isascii() and port.isdigit() and len(port) <= 5 and 0 < int(port) <= 65535
     return True
 
 

@@ -53,6 +53,7 @@ class MemoryStore:
     @property
     def pickle_key(self) -> bytes:
         """Key for vodozemac pickles."""
+        self._check()
         return self._pickle_key
 
     def save_changes(self, changes: Changes) -> None:

@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from messa.homeserver import EmbeddedHomeserver
-from support.homeserver import TRACKER, NewUser, make_user_factory, reap_orphans
+from support.homeserver import (
+    TRACKER,
+    NewUser,
+    make_user_factory,
+    reap_orphans,
+    require_synapse,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -49,6 +55,7 @@ def fresh_homeserver(
     Each call gets its own data directory; every server is stopped at the end
     of the test, whichever instance started it.
     """
+    require_synapse()
     dirs: list[Path] = []
 
     def make(

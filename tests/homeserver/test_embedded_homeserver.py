@@ -282,3 +282,23 @@ def test_symlinked_data_dir_is_the_same_server(
     assert server.is_running()  # looking through the link did not clear the state
     via_link.stop()
     assert not server.is_running()
+
+
+def test_concurrent_starts_share_one_server(fresh_homeserver: FreshHomeserver) -> None:
+    server = fresh_homeserver(start=False)
+    code = (
+        "import sys; from pathlib import Path;"
+        "from messa.homeserver import EmbeddedHomeserver;"
+        "hs = EmbeddedHomeserver(Path(sys.argv[1]), testing=True); hs.start();"
+        "print(hs.status().pid)"
+    )
+    starters = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(server.data_dir)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    pids = {proc.communicate(timeout=120)[0].strip() for proc in starters}
+    assert all(proc.returncode == 0 for proc in starters)
+    assert len(pids) == 1
+    assert server.status().pid == int(pids.pop())

@@ -116,6 +116,11 @@ class HomeserverLayout:
         return self.data_dir / "homeserver.pid"
 
     @property
+    def lock_path(self) -> Path:
+        """Lock held while a process starts the server."""
+        return self.data_dir / "start.lock"
+
+    @property
     def state_path(self) -> Path:
         """Small JSON state (pid, port, instance token) for other processes."""
         return self.data_dir / "state.json"

@@ -9,6 +9,7 @@ a stale pid that now belongs to another program is never signalled.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ __all__ = [
     "read_state",
     "read_tail",
     "spawn_synapse",
+    "start_lock",
     "terminate",
     "write_state",
 ]
@@ -104,6 +107,21 @@ def clear_state(path: Path, pid_path: Path) -> None:
     """Remove the state and pid files (the server is gone)."""
     path.unlink(missing_ok=True)
     pid_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def start_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` so only one process starts the server.
+
+    Two Synapses on one SQLite database would corrupt it; the loser of the
+    race waits, then finds the winner's server running.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def spawn_synapse(config_path: Path, console_path: Path) -> subprocess.Popen[bytes]:

@@ -181,13 +181,17 @@ class EmbeddedHomeserver:
         """
         if importlib.util.find_spec("synapse") is None:
             raise HomeserverNotInstalledError(f"matrix-synapse is not installed: {INSTALL_HINT}")
-        state = self._live_state()
-        if state is not None:
-            self._port = state.port
-            return
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # The directory holds the database and logs of private conversations.
         self.data_dir.chmod(0o700)
+        with process.start_lock(self._layout.lock_path):
+            state = self._live_state()
+            if state is not None:
+                self._port = state.port
+                return
+            self._start_locked(timeout)
+
+    def _start_locked(self, timeout: float) -> None:
         shared = load_or_create_secrets(self._layout.secrets_path)
         deadline = time.monotonic() + timeout
         attempts = 1 if self._requested_port is not None else _PORT_ATTEMPTS

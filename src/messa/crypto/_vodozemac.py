@@ -98,3 +98,29 @@ def b64decode(data: str) -> bytes:
     s = data.strip().replace("-", "+").replace("_", "/")
     s += "=" * (-len(s) % 4)
     return base64.b64decode(s, validate=True)
+
+
+# --- Olm account helpers the binding's type stubs do not declare --------------
+
+
+def generate_fallback_key(account: Account) -> None:
+    """Create a new (unpublished) fallback key in ``account``."""
+    account.generate_fallback_key()  # type: ignore[attr-defined]
+
+
+def unpublished_fallback_key(account: Account) -> dict[str, str]:
+    """Return the account's fallback key that was not marked published yet.
+
+    Maps key id to unpadded base64 Curve25519 key; empty when there is none.
+    """
+    keys: dict[str, Curve25519PublicKey] = account.fallback_key  # type: ignore[attr-defined]
+    return {key_id: key.to_base64() for key_id, key in keys.items()}
+
+
+def is_missing_one_time_key(exc: BaseException) -> bool:
+    """Whether an inbound-session failure means the pre-key message's one-time key is unknown.
+
+    That is what a replayed pre-key message looks like once its one-time key
+    was used up. The binding only says so in its message text.
+    """
+    return isinstance(exc, SessionCreationException) and "one-time key" in str(exc)

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from messa.errors import StoreClosedError, StoreCorruptError
+from messa.errors import StoreClosedError, StoreCorruptError, StoreNotFoundError
 from messa.store.base import (
     AccountRecord,
     Changes,
@@ -73,6 +73,10 @@ class SqliteStore:
         self._path = Path(path)
         self._mutex = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        if not create and not self._path.exists():
+            # Checked again under the lock; this early exit only avoids
+            # creating a directory and a lock file for a store that is not there.
+            raise StoreNotFoundError(f"no store at {self._path}")
         if not self._path.parent.exists():
             self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock = StoreLock(self._path.with_name(self._path.name + ".lock"))

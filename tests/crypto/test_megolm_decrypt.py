@@ -8,7 +8,16 @@ import json
 from typing import Any
 
 import pytest
-from megolm_fakes import (
+
+from messa.crypto import _vodozemac as vz
+from messa.crypto.interfaces import DecryptedOlmEvent
+from messa.crypto.megolm import EncryptionSettings
+from messa.errors import InvalidInputError, MegolmError, UnknownAlgorithmError
+from messa.types.events import Decrypted, UnableToDecrypt, UtdReason
+from messa.types.ids import RoomId
+from messa.types.keys import TrustState
+
+from .megolm_fakes import (
     ALICE,
     BOB,
     MALLORY,
@@ -18,14 +27,6 @@ from megolm_fakes import (
     World,
     room_event,
 )
-
-from messa.crypto import _vodozemac as vz
-from messa.crypto.interfaces import DecryptedOlmEvent
-from messa.crypto.megolm import EncryptionSettings
-from messa.errors import InvalidInputError, MegolmError, UnknownAlgorithmError
-from messa.types.events import Decrypted, UnableToDecrypt, UtdReason
-from messa.types.ids import RoomId
-from messa.types.keys import TrustState
 
 
 @pytest.fixture

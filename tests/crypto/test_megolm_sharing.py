@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from megolm_fakes import ALICE, BOB, CAROL, ROOM, Party, World, addressed, make_device
 
 from messa.crypto.interfaces import ExcludeInsecurePolicy
 from messa.crypto.megolm import EncryptionSettings, room_key_recipients
@@ -14,6 +13,8 @@ from messa.errors import CryptoMisuseError
 from messa.types.events import Decrypted, UnableToDecrypt, UtdReason
 from messa.types.ids import DeviceId, UserId
 from messa.types.keys import LocalTrust
+
+from .megolm_fakes import ALICE, BOB, CAROL, ROOM, Party, World, addressed, make_device
 
 ENC = "m.room.encrypted"
 WH = "m.room_key.withheld"

@@ -55,7 +55,7 @@ class FakeServer:
         if isinstance(reply, httpx.Response):
             return reply
         if isinstance(reply, type):
-            raise reply("scripted failure", request=request)  # type: ignore[call-arg]
+            raise reply("scripted failure", request=request)
         return reply(request)
 
     async def sleep(self, seconds: float) -> None:

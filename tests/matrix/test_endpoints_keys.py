@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from matrix_fakes import FakeServer, path_of
 
@@ -30,7 +32,7 @@ async def test_keys_upload(api: MatrixApi, server: FakeServer) -> None:
 
 
 async def test_keys_query(api: MatrixApi, server: FakeServer) -> None:
-    answer = {"device_keys": {"@b:ex.org": {}}, "failures": {}}
+    answer: dict[str, Any] = {"device_keys": {"@b:ex.org": {}}, "failures": {}}
     server.reply(body=answer)
     assert await api.keys_query(["@b:ex.org"], timeout_ms=5000) == answer
     assert (server.last.method, path_of(server.last)) == ("POST", f"{KEYS}/query")
@@ -63,7 +65,7 @@ async def test_keys_changes(api: MatrixApi, server: FakeServer) -> None:
 
 async def test_signatures_upload(api: MatrixApi, server: FakeServer) -> None:
     server.reply(body={"failures": {}})
-    sigs = {"@a:ex.org": {"D": {"signatures": {}}}}
+    sigs: dict[str, Any] = {"@a:ex.org": {"D": {"signatures": {}}}}
     assert await api.signatures_upload(sigs) == {"failures": {}}
     assert path_of(server.last) == f"{KEYS}/signatures/upload"
     assert server.body() == sigs

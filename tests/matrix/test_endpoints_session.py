@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
@@ -41,7 +42,7 @@ async def test_login_password(api: MatrixApi, server: FakeServer) -> None:
         "initial_device_display_name": "Laptop",
         "device_id": "DEV",
     }
-    assert api.access_token == "new_tok"
+    assert api.http.access_token == "new_tok"
     server.reply(body={"joined_rooms": []})
     await api.joined_rooms()
     assert server.last.headers["Authorization"] == "Bearer new_tok"
@@ -177,7 +178,9 @@ async def test_set_account_data_is_retried(api: MatrixApi, server: FakeServer) -
 
 
 async def test_send_to_device(api: MatrixApi, server: FakeServer) -> None:
-    messages = {"@b:ex.org": {"DEV1": {"algorithm": "x"}, "*": {"a": 1}}}
+    messages: dict[str, dict[str, dict[str, Any]]] = {
+        "@b:ex.org": {"DEV1": {"algorithm": "x"}, "*": {"a": 1}}
+    }
     await api.send_to_device("m.room.encrypted", "txn1", messages)
     assert (server.last.method, path_of(server.last)) == (
         "PUT",

@@ -283,8 +283,10 @@ async def test_logs_name_template_only(
 
 async def test_close_and_context_manager(server: FakeServer) -> None:
     http = HttpTransport(BASE, transport=httpx.MockTransport(server.handler))
+    states = []
     async with http:
-        assert not http.closed
-    assert http.closed
+        states.append(http.closed)
+    states.append(http.closed)
+    assert states == [False, True]
     with pytest.raises(RuntimeError):
         await http.json_object("GET", "/x")

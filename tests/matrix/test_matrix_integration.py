@@ -294,7 +294,7 @@ async def test_account_data_round_trip(homeserver: EmbeddedHomeserver, new_user:
         response, _ = await sync_until(alice, None, lambda r: True)
         assert {"type": "org.messa.test", "content": {"v": [1, "two"]}} in response.account_data
         assert {"type": "m.tag", "content": {"tags": {"u.work": {}}}} in (
-            response.rooms_join[room].account_data  # type: ignore[index]
+            response.rooms_join[room].account_data
         )
 
 

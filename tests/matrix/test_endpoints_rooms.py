@@ -212,3 +212,11 @@ async def test_get_event(api: MatrixApi, server: FakeServer) -> None:
     server.reply(body={"event_id": "$e", "type": "m.room.message"})
     assert (await api.get_event(ROOM, "$e/x"))["event_id"] == "$e"
     assert path_of(server.last) == f"{V3}/rooms/{QROOM}/event/%24e%2Fx"
+
+
+async def test_room_version_12_ids(api: MatrixApi, server: FakeServer) -> None:
+    v12 = "!IIuDYXvUmGCzzqHieimwSU6Z-DvxWgxB41auex-MX4c"
+    server.reply(body={"room_id": v12})
+    assert await api.create_room() == v12
+    server.reply(body={"joined_rooms": [v12]})
+    assert await api.joined_rooms() == [v12]

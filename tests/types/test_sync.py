@@ -473,3 +473,15 @@ def test_valid_parts_survive_next_to_garbage(
     expected_errors = len(garbage_rooms) + len(bad_to_device) + len(bad_users)
     expected_errors += sum(1 for p, _ in garbage if rooms and p % len(rooms) < len(rooms))
     assert len(sync.errors) == expected_errors
+
+
+# Room version 12 (Synapse's default since 1.136) ids have no server part: "!" followed
+# by the unpadded url-safe base64 of the create event's hash.
+V12_ROOM = "!IIuDYXvUmGCzzqHieimwSU6Z-DvxWgxB41auex-MX4c"
+
+
+def test_room_version_12_room_ids_are_kept() -> None:
+    raw = {"next_batch": "n", "rooms": {"join": {V12_ROOM: {"timeline": {"events": [message(1)]}}}}}
+    sync = parse_sync(raw)
+    assert sync.errors == []
+    assert [e["event_id"] for e in sync.rooms_join[V12_ROOM].timeline_events] == ["$m1"]  # type: ignore[index]

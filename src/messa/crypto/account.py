@@ -97,10 +97,11 @@ class AccountMachine:
         return self._load()[0]
 
     def _write(self, changes: Changes, *, shared: bool, count: int) -> None:
+        account = self._account if self._account is not None else self._acct
         record = AccountRecord(
             user_id=self._ctx.user_id,
             device_id=self._ctx.device_id,
-            pickle=self._acct.pickle(self._ctx.pickle_key),
+            pickle=account.pickle(self._ctx.pickle_key),
             shared=shared,
             uploaded_key_count=count,
         )

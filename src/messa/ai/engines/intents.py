@@ -135,8 +135,17 @@ class IntentSuggester(ABC):
         """Say whether the engine can run here."""
 
     @abstractmethod
+    def intent_scores(self, text: str) -> Sequence[float]:
+        """Similarity of a normalised text to each intent, in :class:`IntentSet` order."""
+
     def match(self, text: str) -> IntentMatch | None:
-        """Return the nearest intent for a normalised text, or None."""
+        """The nearest intent for a normalised text and its lead over the next one."""
+        scores = [float(x) for x in self.intent_scores(text)]
+        if not scores:
+            return None
+        order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
+        runner_up = scores[order[1]] if len(order) > 1 else 0.0
+        return IntentMatch(order[0], scores[order[0]], runner_up)
 
     def _language(self, messages: Sequence[ChatMessage], tail: ChatMessage) -> str | None:
         if self.detector is None:

@@ -14,7 +14,7 @@ import unicodedata
 from collections import Counter
 
 from messa.ai.base import Availability, LanguageDetector
-from messa.ai.engines.intents import IntentMatch, IntentSet, IntentSuggester
+from messa.ai.engines.intents import IntentSet, IntentSuggester
 
 __all__ = ["DEFAULT_THRESHOLD", "LexicalSuggester"]
 
@@ -75,20 +75,15 @@ class LexicalSuggester(IntentSuggester):
         norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
         return {g: w / norm for g, w in weights.items() if w > 0}
 
-    def match(self, text: str) -> IntentMatch | None:
-        """Nearest intent by the best cosine of any of its examples."""
+    def intent_scores(self, text: str) -> list[float]:
+        """Per intent, the best cosine of any of its examples (0 when nothing is shared)."""
         query = self._weigh(_grams(text))
         scores: dict[int, float] = {}
         for gram, weight in query.items():
             for row, row_weight in self._index.get(gram, ()):
                 scores[row] = scores.get(row, 0.0) + weight * row_weight
-        if not scores:
-            return None
-        per_intent: dict[int, float] = {}
+        per_intent = [0.0] * len(self.intents.intents)
         for row, score in scores.items():
             owner = self._owner[row]
-            per_intent[owner] = max(per_intent.get(owner, 0.0), score)
-        ranked = sorted(per_intent.items(), key=lambda item: item[1], reverse=True)
-        best, score = ranked[0]
-        runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
-        return IntentMatch(best, score, runner_up)
+            per_intent[owner] = max(per_intent[owner], score)
+        return per_intent

@@ -1,0 +1,1 @@
+"""The ``messa`` subcommands, one module per family."""

@@ -17,7 +17,8 @@ Ed25519Key = NewType("Ed25519Key", str)
 
 _SERVER = r"[A-Za-z0-9.\-:\[\]]+"
 _USER_RE = re.compile(r"@[^:\s]+:" + _SERVER)
-_ROOM_RE = re.compile(r"![^:\s]+:" + _SERVER)
+# Room versions up to 11 use ``!opaque:server``; version 12 drops the server part.
+_ROOM_RE = re.compile(r"![^:\s]+(:" + _SERVER + ")?")
 _ALIAS_RE = re.compile(r"#[^:\s]+:" + _SERVER)
 _MAX_ID = 255
 
@@ -30,7 +31,7 @@ def user_id(value: object) -> UserId:
 
 
 def room_id(value: object) -> RoomId:
-    """Validate an untrusted room id (``!opaque:server``)."""
+    """Validate an untrusted room id (``!opaque:server``, or ``!hash`` from room v12)."""
     if not isinstance(value, str) or len(value) > _MAX_ID or not _ROOM_RE.fullmatch(value):
         raise InvalidInputError(f"invalid room id: {str(value)[:80]!r}")
     return RoomId(value)

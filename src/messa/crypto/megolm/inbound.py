@@ -371,6 +371,11 @@ class InboundGroupSessions:
             # Created by this very device; no device list needed to trust it.
             return self._ctx.device_id, TrustState.VERIFIED
         device: Device | None = self._devices.get_device_by_curve_key(sender, record.sender_key)
+        if device is None and record.sender_user == sender:
+            # The key came over Olm from this user (the server vouches for the
+            # to-device sender) but we have not fetched their device list yet:
+            # readable, shown as from an unknown, unverified device.
+            return None, TrustState.UNVERIFIED
         if device is None or device.user_id != sender:
             return UnableToDecrypt(
                 UtdReason.SENDER_MISMATCH, "the session's device is not a device of the sender", sid

@@ -8,11 +8,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from messa.crypto.identities import parse_device_keys
 from messa.crypto.interfaces import DecryptedOlmEvent
+from messa.crypto.olm import OlmSessions
 from messa.errors import RemoteCryptoError
-from messa.types.keys import MEGOLM_ALGORITHM, OLM_ALGORITHM
+from messa.types.keys import MEGOLM_ALGORITHM, OLM_ALGORITHM, Device
 
-from .harness import Harness, Party, to_device_event
+from .harness import FakeDevice, Harness, Party, to_device_event
 from .strategies import base64_bodies, curve_keys, json_values, mutated, user_ids
 
 
@@ -113,3 +115,40 @@ def test_mutated_real_ciphertexts_only_raise_remote_crypto_errors(
     ours = event["content"]["ciphertext"][BOB_CURVE]
     ours["body"] = body.draw(mutated(ours["body"]))
     check(WORLD.bob, event)
+
+
+def _claim_setup() -> tuple[OlmSessions, FakeDevice, Device, Device, str]:
+    """A fresh Olm machine for alice with a claim in flight for two new devices."""
+    honest, other = FakeDevice("@dan:example.org", "DAN1"), FakeDevice("@eve:x.org", "EVE1")
+    devices = [
+        Device(parse_device_keys(d.user_id, d.device_id, d.device_keys())) for d in (honest, other)
+    ]
+    alice = WORLD.alice
+    olm = OlmSessions(alice.ctx, alice.account, alice.tracker)
+    request = olm.missing_sessions_request(devices)
+    assert request is not None
+    return olm, honest, devices[0], devices[1], request.request_id
+
+
+@settings(max_examples=200, deadline=None)
+@given(response=json_values, eve_keys=json_values)
+def test_claim_answers_never_raise_and_keep_valid_keys(response: Any, eve_keys: Any) -> None:
+    olm, honest, dan, eve, request_id = _claim_setup()
+    try:
+        garbage = olm.receive_claim_response(request_id, response)
+    except Exception as exc:
+        raise AssertionError(f"raised {type(exc).__name__}: {exc}") from exc
+    assert all(isinstance(e, RemoteCryptoError) for e in garbage.rejected)
+    assert not garbage.created
+
+    olm, honest, dan, eve, request_id = _claim_setup()
+    mixed = {
+        "one_time_keys": {
+            dan.user_id: {dan.device_id: honest.signed_one_time_key()},
+            eve.user_id: {eve.device_id: eve_keys},
+        }
+    }
+    result = olm.receive_claim_response(request_id, mixed)
+    assert result.created == [dan]
+    assert result.failed == [eve]
+    assert olm.has_session(dan) and not olm.has_session(eve)

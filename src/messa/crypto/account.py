@@ -58,6 +58,7 @@ class AccountMachine:
         self._record: AccountRecord | None = None
         self._need_fallback: bool | None = None
         self._pending: KeysUploadRequest | None = None
+        self._identity: tuple[Curve25519Key, Ed25519Key] | None = None
         ctx.on_rollback(self._drop_cache)
         if ctx.store.load_account() is None:
             account = vz.Account()
@@ -123,15 +124,25 @@ class AccountMachine:
 
     # --- identity --------------------------------------------------------
 
+    def _identity_keys(self) -> tuple[Curve25519Key, Ed25519Key]:
+        # Identity keys never change: compute them once (they are read per message).
+        if self._identity is None:
+            account = self._acct
+            self._identity = (
+                Curve25519Key(account.curve25519_key.to_base64()),
+                Ed25519Key(account.ed25519_key.to_base64()),
+            )
+        return self._identity
+
     @property
     def curve25519(self) -> Curve25519Key:
         """Our Curve25519 identity key (unpadded base64)."""
-        return Curve25519Key(self._acct.curve25519_key.to_base64())
+        return self._identity_keys()[0]
 
     @property
     def ed25519(self) -> Ed25519Key:
         """Our Ed25519 fingerprint key (unpadded base64)."""
-        return Ed25519Key(self._acct.ed25519_key.to_base64())
+        return self._identity_keys()[1]
 
     @property
     def identity_keys(self) -> dict[str, str]:
@@ -297,7 +308,7 @@ class AccountMachine:
         with vz.translate(OlmDecryptionError, "invalid Curve25519 key"):
             their_identity = vz.Curve25519PublicKey.from_base64(identity_key)
             their_otk = vz.Curve25519PublicKey.from_base64(one_time_key)
-        return self._acct.create_outbound_session(their_identity, their_otk)
+            return self._acct.create_outbound_session(their_identity, their_otk)
 
     def create_inbound_session(
         self, identity_key: str, message: vz.PreKeyMessage

@@ -274,6 +274,8 @@ class DeviceTracker:
             )
         old = known.get(dev_id)
         if old is None:
+            # ``cross_signed`` stays False here: the cross-signing machine (a
+            # later layer) derives it from the owner's self-signing key.
             device = Device(keys=keys, first_seen_ms=self._ctx.clock.now_ms())
             self._put(changes, device)
             result.new_devices.append(device)

@@ -130,16 +130,14 @@ class OlmSessions:
             for (user, dev), device in claim.devices.items():
                 user_keys = all_keys.get(user)
                 keys = user_keys.get(dev) if isinstance(user_keys, dict) else None
-                try:
-                    if keys is None:
-                        raise OlmDecryptionError(
-                            "no one-time key returned", sender=user, device_id=dev
-                        )
-                    otk = validate_claimed_key(device, keys)
-                    session = self._account.create_outbound_session(device.curve25519, otk)
-                except RemoteCryptoError as exc:
-                    if keys is not None:
+                session = None
+                if keys is not None:
+                    try:
+                        otk = validate_claimed_key(device, keys)
+                        session = self._account.create_outbound_session(device.curve25519, otk)
+                    except RemoteCryptoError as exc:
                         result.rejected.append(exc)
+                if session is None:
                     self._claims.record_failure(device)
                     result.failed.append(device)
                     if self._unwedger.is_queued(device.curve25519, "claim"):

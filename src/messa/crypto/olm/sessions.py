@@ -292,8 +292,10 @@ class OlmSessions:
         message: vz.AnyOlmMessage,
         error: type[OlmDecryptionError],
     ) -> bytes:
-        with vz.translate(error, "Olm message did not decrypt"):
+        try:
             plaintext = session.session.decrypt(message)
+        except (ValueError, TypeError) as exc:  # the binding's errors are ValueErrors
+            raise error("Olm message did not decrypt", sender_key=session.sender_key) from exc
         self._cache.touch(changes, session)
         return plaintext
 

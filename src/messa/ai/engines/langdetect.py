@@ -30,7 +30,7 @@ _WORDS: dict[str, frozenset[str]] = {
         "the you are is i to and it what thanks thank hi hey yes yeah ok okay see good how "
         "my me can do love sorry tonight tomorrow morning night happy great your we will "
         "for of in on that this with have be just was please no not don't i'm it's "
-        "lol when where why who got let's u r im thx ty congrats bye"
+        "lol when where why who got let's u r im thx ty congrats bye hello there"
     ),
     "es": _set(
         "el la los las que de y es estás qué gracias hola sí bueno buenos buenas noches "

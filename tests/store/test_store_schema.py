@@ -15,6 +15,7 @@ from messa.errors import StoreCorruptError, StoreError
 from messa.store import Changes, MemoryStore, SqliteStore
 from messa.store.sqlite import schema
 from messa.store.sqlite.opening import sqlite_errors
+from messa.types.ids import RoomId, UserId
 
 GOLDEN_UNIVERSE = Universe(
     sender_keys={"curveBob", "curveX"},
@@ -132,3 +133,32 @@ def test_sqlite_errors_become_store_errors() -> None:
     assert not isinstance(info.value, StoreCorruptError)
     with pytest.raises(StoreCorruptError), sqlite_errors():
         raise sqlite3.DatabaseError("database disk image is malformed")
+
+
+def test_reads_use_indexes(tmp_path: Path) -> None:
+    """The lookups the client does often are index searches, never table scans."""
+    store = SqliteStore(tmp_path / "store.sqlite3", KEY)
+    statements: list[str] = []
+    conn = store._conn  # the one place a test looks inside: to see the SQL run
+    assert conn is not None
+    conn.set_trace_callback(statements.append)
+    store.get_waiting_events(RoomId("!r:x"), "s1")
+    store.get_timeline(RoomId("!r:x"), before_position=5)
+    store.get_olm_sessions("curve")
+    store.get_devices(UserId("@u:x"))
+    list(store.iter_inbound_group_sessions(only_not_backed_up=True))
+    conn.set_trace_callback(None)
+    expected = [
+        "USING INDEX timeline_waiting",
+        "USING INDEX timeline_order",
+        "USING INDEX olm_sessions_sender",
+        "USING INDEX devices_user",
+        "USING INDEX inbound_group_sessions_backup",
+    ]
+    selects = [s for s in statements if s.startswith("SELECT")]
+    assert len(selects) == len(expected)
+    for sql, index in zip(selects, expected, strict=True):
+        plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql))
+        assert index in plan, (sql, plan)
+        assert "SCAN" not in plan, (sql, plan)
+    store.close()

@@ -304,6 +304,25 @@ def test_missing_store_without_create(tmp_path: Path) -> None:
     assert not path.parent.exists()
 
 
+def test_empty_file_becomes_a_store_only_with_create(db_path: Path) -> None:
+    db_path.parent.mkdir()
+    db_path.touch(mode=0o644)
+    with pytest.raises(StoreNotFoundError):
+        SqliteStore(db_path, KEY, create=False)
+    with SqliteStore(db_path, KEY) as store:
+        store.save_changes(Changes(values={"a": b"1"}))
+    assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
+    with SqliteStore(db_path, KEY, create=False) as store:
+        assert store.get_value("a") == b"1"
+
+
+def test_loose_permissions_are_tightened(db_path: Path) -> None:
+    SqliteStore(db_path, KEY).close()
+    db_path.chmod(0o644)
+    SqliteStore(db_path, KEY).close()
+    assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
+
+
 def test_file_modes(tmp_path: Path) -> None:
     path = tmp_path / "new" / "deeper" / "store.sqlite3"
     with SqliteStore(path, KEY) as store:

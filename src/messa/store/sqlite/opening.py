@@ -118,11 +118,16 @@ def open_database(
         StoreCorruptError: The file is not a store or is damaged.
         KeyringUnavailableError: The keyring source cannot be used.
     """
-    is_new = not path.exists() or path.stat().st_size == 0
+    # Only a missing file is known to be new; an empty one may still have
+    # its content in a WAL left by a crash, so it is judged after connecting.
+    is_new = not path.exists()
     if is_new:
         if not create:
             raise StoreNotFoundError(f"no store at {path}")
         _create_file(path)
+    elif path.stat().st_mode & 0o077:
+        # A copied or restored store may have come back world-readable.
+        os.chmod(path, 0o600)
     with sqlite_errors():
         conn = _connect(path)
         try:

@@ -76,7 +76,8 @@ def _v2_pending_sends(conn: sqlite3.Connection, cipher: StoreCipher) -> None:
         CREATE TABLE pending_sends (
             k BLOB PRIMARY KEY, created_ms INTEGER NOT NULL, v BLOB NOT NULL);
         CREATE INDEX pending_sends_order ON pending_sends (created_ms);
-        CREATE INDEX timeline_waiting ON timeline (room, waiting) WHERE waiting IS NOT NULL;
+        CREATE INDEX timeline_waiting ON timeline (room, waiting, position)
+            WHERE waiting IS NOT NULL;
         """,
     )
 

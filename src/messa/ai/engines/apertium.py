@@ -197,14 +197,14 @@ class ApertiumTranslator:
             return [(source, target)]
         if (source, PIVOT) in direct and (PIVOT, target) in direct:
             return [(source, PIVOT), (PIVOT, target)]
-        packages = sorted(
-            {
-                pkg
-                for (a, b), (_, pkg) in DIRECT_PAIRS.items()
-                if (a, b) in ((source, target), (source, PIVOT), (PIVOT, target))
-            }
-        )
-        if packages:
+        if (source, target) in DIRECT_PAIRS:
+            hops = [(source, target)]
+        elif (source, PIVOT) in DIRECT_PAIRS and (PIVOT, target) in DIRECT_PAIRS:
+            hops = [(source, PIVOT), (PIVOT, target)]
+        else:
+            hops = []
+        if hops:
+            packages = sorted({DIRECT_PAIRS[hop][1] for hop in hops})
             how = "sudo apt-get install apertium " + " ".join(packages)
         else:
             how = (

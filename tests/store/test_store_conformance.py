@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -28,9 +29,10 @@ from store_records import (
     withheld,
 )
 
-from messa.errors import StoreClosedError
+from messa.errors import StoreClosedError, StoreError
 from messa.store import Changes, SqliteStore, Store
 from messa.store.base import InboundGroupSessionRecord
+from messa.store.sqlite import writes
 from messa.types.ids import EventId, RoomId, UserId
 
 StoreFactory = Callable[[], Store]
@@ -419,3 +421,44 @@ def test_iterator_after_close_raises(tmp_path: Path) -> None:
 def test_user_ids_are_typed_keys(store: Store) -> None:
     store.save_changes(Changes(tracked_users={UserId("@x:y"): True}))
     assert store.get_tracked_users() == {"@x:y": True}
+
+
+def test_database_failure_midway_rolls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteStore(tmp_path / "store.sqlite3", KEY)
+    store.save_changes(full_changes())
+    before = read_all(store, UNIVERSE)
+    real_upsert = writes.upsert
+    calls = 0
+
+    def failing_upsert(*args: object, **kwargs: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 6:
+            raise sqlite3.OperationalError("database or disk is full")
+        real_upsert(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writes, "upsert", failing_upsert)
+    with pytest.raises(StoreError, match="disk is full"):
+        store.save_changes(full_changes_replaced())
+    assert calls == 6
+    monkeypatch.undo()
+    assert read_all(store, UNIVERSE) == before
+    # No transaction was left open: the next save works and commits.
+    store.save_changes(Changes(values={"after": b"1"}))
+    store.close()
+    with SqliteStore(tmp_path / "store.sqlite3", KEY) as again:
+        assert read_all(again, UNIVERSE) == before
+        assert again.get_value("after") == b"1"
+
+
+def full_changes_replaced() -> Changes:
+    """Every key of :func:`full_changes` again, with different contents."""
+    c = full_changes()
+    c.account = account(pickle="replaced")
+    c.olm_sessions = [replace(s, pickle="replaced") for s in c.olm_sessions]
+    c.inbound_group_sessions = [replace(s, pickle="replaced") for s in c.inbound_group_sessions]
+    c.rooms = [replace(r, name="replaced") for r in c.rooms]
+    c.values = {"sync_token": None}
+    return c

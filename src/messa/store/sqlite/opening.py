@@ -63,11 +63,13 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
+        conn.execute("COMMIT")
     except BaseException:
+        # A failed COMMIT (e.g. a busy or full disk) may leave the
+        # transaction open; it must not linger into the next save.
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
 
 
 def _has_tables(conn: sqlite3.Connection) -> bool:

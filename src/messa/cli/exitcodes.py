@@ -134,7 +134,7 @@ _MAX_MESSAGE = 400
 
 def one_line(text: str, limit: int = _MAX_MESSAGE) -> str:
     """Make ``text`` a single safe line: first line only, no control characters."""
-    first = text.strip().splitlines()[0] if text.strip() else ""
+    first = text.strip().splitlines()[0].strip() if text.strip() else ""
     first = _UNSAFE.sub("?", first.replace("\t", " "))
     return first if len(first) <= limit else first[: limit - 1] + "…"
 

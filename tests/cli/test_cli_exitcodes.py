@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from messa.cli.exitcodes import (
@@ -121,3 +123,9 @@ def test_one_line_truncates_and_strips() -> None:
     assert one_line("") == ""
     long = one_line("x" * 1000, limit=50)
     assert len(long) == 50 and long.endswith("…")
+
+
+def test_the_cli_reference_lists_every_exit_code() -> None:
+    reference = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    for code in ExitCode:
+        assert f"| {int(code)} | {DESCRIPTIONS[code]} |" in reference, code

@@ -147,12 +147,16 @@ def test_open_registration_is_closed(homeserver: EmbeddedHomeserver) -> None:
 def test_restart_keeps_users_keys_and_secrets(fresh_homeserver: FreshHomeserver) -> None:
     server = fresh_homeserver()
     user = server.register_user("keeper", "s3cret-pass")
+    url_before = server.base_url
+    assert _whoami(server, user.access_token).status_code == 200  # leaves a TIME_WAIT socket
     signing_key = (server.data_dir / "signing.key").read_text()
     secrets_before = (server.data_dir / "secrets.json").read_text()
     server.stop()
     assert not server.is_running()
     server.start()
     assert server.is_running()
+    # Logged-in profiles store the URL: a restart keeps the port when it is free.
+    assert server.base_url == url_before
     response = _login(server, "keeper", "s3cret-pass")
     assert response.status_code == 200
     assert response.json()["user_id"] == user.user_id

@@ -53,6 +53,14 @@ class RequestPump:
                 await self._send(req)
 
     async def _send(self, req: OutgoingRequest) -> None:
+        try:
+            response = await self._call(req)
+        except BaseException:
+            self._machine.request_failed(req.request_id)
+            raise
+        self._machine.mark_request_as_sent(req.request_id, response)
+
+    async def _call(self, req: OutgoingRequest) -> dict[str, Any]:
         response: dict[str, Any]
         if isinstance(req, KeysUploadRequest):
             response = await self._api.keys_upload(
@@ -71,7 +79,7 @@ class RequestPump:
             response = await self._api.signatures_upload(req.signed_keys)  # type: ignore[arg-type]
         else:  # pragma: no cover - exhaustive
             raise TypeError(f"unknown request {type(req).__name__}")
-        self._machine.mark_request_as_sent(req.request_id, response)
+        return response
 
     async def share_room_key(self, room: RoomRecord) -> None:
         """Make sure every device that should have our room key for ``room`` has it."""

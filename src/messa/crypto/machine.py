@@ -242,6 +242,17 @@ class OlmMachine:
             elif req is None:
                 log.debug("answer to unknown request %s ignored", request_id)
 
+    def request_failed(self, request_id: str) -> None:
+        """Report that a request could not be sent, so it is rebuilt next time."""
+        req = self._in_flight.pop(request_id, None)
+        with self._ctx.batch():
+            if isinstance(req, KeysUploadRequest):
+                self.account.upload_failed(request_id)
+            elif isinstance(req, KeysQueryRequest):
+                self.devices.query_failed(request_id)
+            elif isinstance(req, KeysClaimRequest | ToDeviceRequest):
+                self.olm.request_failed(request_id)
+
     # -- rooms -----------------------------------------------------------------------
 
     def get_missing_sessions(self, users: Iterable[UserId]) -> KeysClaimRequest | None:

@@ -74,6 +74,28 @@ def pick_free_port() -> int:
         return port
 
 
+def port_is_free(port: int) -> bool:
+    """Whether a loopback TCP port can be bound right now (as Synapse binds it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Synapse sets SO_REUSEADDR, so connections of the last run lingering in
+        # TIME_WAIT do not keep it from binding the port again.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+        return True
+
+
+def read_last_port(path: Path) -> int | None:
+    """The port this data directory's server used last time, if recorded."""
+    try:
+        port = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return port if 1024 <= port <= 65535 else None
+
+
 def read_state(path: Path) -> ServerState | None:
     """Read the state file, or ``None`` if it is missing or unreadable."""
     try:

@@ -195,9 +195,17 @@ class EmbeddedHomeserver:
         shared = load_or_create_secrets(self._layout.secrets_path)
         deadline = time.monotonic() + timeout
         attempts = 1 if self._requested_port is not None else _PORT_ATTEMPTS
+        last_port_path = self.data_dir / "last_port"
+        last_port = process.read_last_port(last_port_path)
         for attempt in range(attempts):
-            # Pick the port right before spawning to keep the race window small.
-            port = self._requested_port or process.pick_free_port()
+            # Keep the previous port when it is free: logged-in profiles store the
+            # server's URL. Otherwise pick one right before spawning (small race window).
+            if self._requested_port is not None:
+                port = self._requested_port
+            elif attempt == 0 and last_port is not None and process.port_is_free(last_port):
+                port = last_port
+            else:
+                port = process.pick_free_port()
             instance = secrets.token_hex(16)
             config = build_config(
                 self._layout,
@@ -217,6 +225,7 @@ class EmbeddedHomeserver:
             self._port = port
             try:
                 self._wait_ready(proc, state, deadline, timeout, marks)
+                last_port_path.write_text(f"{port}\n")
                 return
             except _PortTaken:
                 self._kill(state.pid)

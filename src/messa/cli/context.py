@@ -146,10 +146,16 @@ def read_secret(what: str, *, from_stdin: bool, confirm: bool = False) -> str:
 
 
 def _profile_is_new(profile: Path) -> bool:
-    """True if the profile holds no file with content yet (so a new passphrase is set)."""
+    """True if the profile holds no data yet, so a new passphrase will be set.
+
+    Lock files and empty files (left by an attempt that could not unlock)
+    do not count.
+    """
     if not profile.is_dir():
         return True
-    return not any(p.is_file() and p.stat().st_size > 0 for p in profile.iterdir())
+    return not any(
+        p.is_file() and p.suffix != ".lock" and p.stat().st_size > 0 for p in profile.iterdir()
+    )
 
 
 def open_profile(profile: Path) -> MessaClient:
@@ -166,6 +172,7 @@ def open_profile(profile: Path) -> MessaClient:
     """
     from messa.client import MessaClient
 
+    new = _profile_is_new(profile)  # before the keyring attempt touches the directory
     passphrase = os.environ.get(PASSPHRASE_ENV)
     if passphrase:
         try:
@@ -184,7 +191,6 @@ def open_profile(profile: Path) -> MessaClient:
                 f"the profile {profile} needs its store passphrase: set {PASSPHRASE_ENV} "
                 f"or run in a terminal ({exc})",
             ) from exc
-    new = _profile_is_new(profile)
     what = f"New store passphrase for {profile}" if new else f"Store passphrase for {profile}"
     return MessaClient.open(profile, passphrase=read_secret(what, from_stdin=False, confirm=new))
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -46,3 +48,15 @@ def require_python(*modules: str) -> None:
     absent = [m for m in modules if importlib.util.find_spec(m) is None]
     if absent:
         missing(f"Python package {', '.join(absent)} not installed (pip install 'messa[ai]')")
+
+
+@dataclass
+class OpenAIStub:
+    """A loopback HTTP server speaking the OpenAI chat-completions format."""
+
+    url: str
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    reply: str = '["Sounds good!", "Let me check"]'
+    status: int = 200
+    raw_body: bytes | None = None
+    redirect_to: str | None = None

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from ai_support import require_debian, require_python
+from ai_support import OpenAIStub, require_debian, require_python
 
 from messa.ai.engines.intents import IntentSet, load_intents
 from messa.ai.engines.langdetect import LangidDetector
@@ -35,18 +34,6 @@ def apertium_installed() -> None:
 
 
 # --- a stand-in for llama-server: a real HTTP server on loopback -----------------
-
-
-@dataclass
-class OpenAIStub:
-    """A loopback HTTP server speaking the OpenAI chat-completions format."""
-
-    url: str
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    reply: str = '["Sounds good!", "Let me check"]'
-    status: int = 200
-    raw_body: bytes | None = None
-    redirect_to: str | None = None
 
 
 @pytest.fixture

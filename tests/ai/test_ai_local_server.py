@@ -6,8 +6,8 @@ import json
 import socket
 
 import pytest
+from ai_support import OpenAIStub
 
-from conftest import OpenAIStub
 from messa.ai import ChatMessage
 from messa.ai.engines.local_server import LocalServerEngine
 from messa.errors import AIError, EngineUnavailableError, PrivacyViolationError

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ai_support import require_debian, require_python
+from ai_support import OpenAIStub, require_debian, require_python
 
-from conftest import OpenAIStub
 from messa.ai import AIConfig, ChatMessage, Registry
 from messa.ai.privacy import is_loopback_address
 

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from messa.ai import AIConfig, Availability, ChatMessage, LanguageGuess, Registry, Summary
 from messa.ai.privacy import check_loopback_url, guarded, is_loopback_address, loopback_only
 from messa.errors import PrivacyViolationError
 
@@ -133,3 +134,42 @@ def test_guarded_decorator_and_nesting() -> None:
     # A nested guard cannot widen what the outer one allows.
     with loopback_only(), loopback_only("example.org"), pytest.raises(PrivacyViolationError):
         socket.getaddrinfo("example.org", 80)
+
+
+class _Leaky:
+    """An engine that tries to phone home: the registry must stop it."""
+
+    name = "leaky"
+
+    def available(self) -> Availability:
+        return Availability(True, "test engine")
+
+    def _leak(self) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.2)
+            sock.connect((PUBLIC, 443))
+
+    def detect(self, text: str) -> LanguageGuess:
+        self._leak()
+        return LanguageGuess("en", 1.0)
+
+    def summarize(self, messages: object) -> Summary:
+        self._leak()
+        return Summary("", (), 0, self.name)
+
+    def suggest(self, messages: object, *, language: str | None = None, n: int = 3) -> object:
+        self._leak()
+        raise AssertionError("unreachable")
+
+
+def test_registry_runs_every_feature_inside_the_guard() -> None:
+    registry = Registry(AIConfig(detection="heuristic", summary="extractive", replies="lexical"))
+    for name in ("heuristic", "extractive", "lexical"):
+        registry._engines[name] = _Leaky()
+    message = [ChatMessage("@a:x", "hi", 0, False)]
+    with pytest.raises(PrivacyViolationError):
+        registry.detect("hello")
+    with pytest.raises(PrivacyViolationError):
+        registry.summarize(message)
+    with pytest.raises(PrivacyViolationError):
+        registry.suggest(message)

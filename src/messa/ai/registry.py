@@ -27,6 +27,7 @@ from messa.ai.base import (
     Translator,
 )
 from messa.ai.config import AIConfig
+from messa.ai.privacy import loopback_only
 from messa.errors import EngineUnavailableError, PrivacyViolationError
 
 __all__ = ["DoctorReport", "EngineStatus", "FeatureReport", "Registry"]
@@ -227,9 +228,17 @@ class Registry:
         engines = [self.engine(n) for n in self._candidates("translation")]
         return [cast(Translator, e) for e in engines if e.available().ok]
 
+    def _allowed_hosts(self) -> tuple[str, ...]:
+        # Only the configured local server's (already checked) host may be looked up.
+        if not self.config.server_url:
+            return ()
+        host = getattr(self.engine("local-server"), "_host", None)
+        return (host,) if isinstance(host, str) else ()
+
     def detect(self, text: str) -> LanguageGuess:
         """Detect the language of *text*."""
-        return self.detector().detect(text)
+        with loopback_only(*self._allowed_hosts()):
+            return self.detector().detect(text)
 
     def suggest(
         self, messages: Sequence[ChatMessage], *, language: str | None = None, n: int = 3
@@ -244,7 +253,8 @@ class Registry:
             recent = " \n".join(m.body for m in messages[-6:])
             guess = self.detect(recent)
             language = guess.lang if guess.lang != "und" else None
-        return engine.suggest(messages, language=language, n=n)
+        with loopback_only(*self._allowed_hosts()):
+            return engine.suggest(messages, language=language, n=n)
 
     def summarize(self, messages: Sequence[ChatMessage]) -> Summary:
         """Summarise *messages* (the caller passes the unread part).
@@ -252,7 +262,9 @@ class Registry:
         Raises:
             EngineUnavailableError: The feature is off or its engine cannot run.
         """
-        return self.summarizer().summarize(messages)
+        engine = self.summarizer()
+        with loopback_only(*self._allowed_hosts()):
+            return engine.summarize(messages)
 
     def translate(self, text: str, *, target: str, source: str | None = None) -> Translation:
         """Translate *text* to *target*, detecting the source language if not given.
@@ -280,7 +292,8 @@ class Registry:
         engines = self.translators()
         for engine in engines:
             if (source, target) in engine.pairs():
-                return engine.translate(text, source=source, target=target)
+                with loopback_only(*self._allowed_hosts()):
+                    return engine.translate(text, source=source, target=target)
         return self._explain_pair(source, target)
 
     def _explain_pair(self, source: str, target: str) -> Translation:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from messa.ai.base import Availability, ChatMessage, Summary
 from messa.ai.engines.langdetect import _WORDS, _set
+from messa.ai.privacy import guarded
 
 __all__ = ["ExtractiveSummarizer"]
 
@@ -77,6 +78,7 @@ class ExtractiveSummarizer:
             score += 1.0
         return score
 
+    @guarded
     def summarize(self, messages: Sequence[ChatMessage]) -> Summary:
         """Summarise *messages* (the caller passes the unread part)."""
         usable = [m for m in messages if m.body.strip()]

@@ -176,7 +176,8 @@ class IntentSuggester(ABC):
             if message.is_own or len(tail) == TAIL:
                 break
             tail.append(message)
-        lang = language or self._language(messages, tail[0])
+        with loopback_only():
+            lang = language or self._language(messages, tail[0])
         if lang is None or lang not in self.intents.languages:
             return Suggestions((), lang, self.name, reason="language not supported")
         best: IntentMatch | None = None

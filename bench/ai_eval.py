@@ -282,14 +282,18 @@ def translation(report: dict[str, Any]) -> None:
     results["baseline_fresh_process_p50_ms"] = statistics.median(fresh)
     rss = apertium_rss_mb()
     if rss is not None:
-        results["pipelines_rss_mb"] = rss
-        print(f"running Apertium pipelines (all pairs): {rss:.0f} MB RSS")
+        results["pipelines_pss_mb"] = rss
+        print(f"running Apertium pipelines (all 4 direct pairs): {rss:.0f} MB PSS")
     engine.close()
     report["translation"] = results
 
 
 def apertium_rss_mb() -> float | None:
-    """Sum the RSS of this process's descendants (the Apertium stages), Linux only."""
+    """Sum the PSS of this process's descendants (the Apertium stages), Linux only.
+
+    PSS splits shared pages (libapertium, ICU) between the stages that map them,
+    so the sum is what the pipelines really cost; RSS would count them per stage.
+    """
     proc = Path("/proc")
     if not proc.is_dir():
         return None
@@ -304,7 +308,12 @@ def apertium_rss_mb() -> float | None:
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         parents[int(entry.name)] = int(fields.get("PPid", "0").strip())
-        rss[int(entry.name)] = int(fields.get("VmRSS", "0 kB").split()[0])
+        try:
+            rollup = (entry / "smaps_rollup").read_text()
+            pss = next(ln for ln in rollup.splitlines() if ln.startswith("Pss:"))
+            rss[int(entry.name)] = int(pss.split()[1])
+        except (OSError, StopIteration):
+            rss[int(entry.name)] = int(fields.get("VmRSS", "0 kB").split()[0])
     mine, frontier = set(), {os.getpid()}
     while frontier:
         frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - mine

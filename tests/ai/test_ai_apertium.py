@@ -89,3 +89,15 @@ def test_missing_language_data_is_unavailable(tmp_path: Path, apertium_installed
     engine = ApertiumTranslator(modes_dir=tmp_path)
     status = engine.available()
     assert not status.ok and "apertium-eng-spa" in status.reason
+
+
+def test_idle_pipelines_are_stopped(apertium_installed: None) -> None:
+    engine = ApertiumTranslator(idle_timeout_s=0.0)
+    try:
+        engine.translate("Hello", source="en", target="es")
+        first = engine._pipelines["eng-spa"]
+        engine.translate("Hola", source="es", target="fr")
+        assert "eng-spa" not in engine._pipelines and not first.alive()
+        assert engine.translate("Hello", source="en", target="es").text
+    finally:
+        engine.close()

@@ -460,3 +460,26 @@ def test_usage_error_through_the_executable(pair: tuple[Party, Party], runner: M
     result = runner("history", "!r:localhost", "--limit", "0", profile=alice.profile)
     assert result.code == USAGE, result
     assert "--limit" in result.error_line()
+
+
+def test_session_revoked_elsewhere(
+    homeserver: EmbeddedHomeserver, runner: Messa, tmp_path: Path
+) -> None:
+    user = make_user_factory(homeserver)("hank")
+    profile = tmp_path / "hank"
+    assert login(runner, homeserver.base_url, user, profile).code == OK
+    # Another device of the same user logs every device out.
+    answer = httpx.post(
+        f"{homeserver.base_url}/_matrix/client/v3/logout/all",
+        json={},
+        headers={"Authorization": f"Bearer {user.access_token}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    result = runner("rooms", "list", profile=profile)
+    assert result.code == AUTH_FAILED, result
+    assert "messa login" in result.error_line()
+    # The way out the message gives works: forget the dead session, log in again.
+    result = runner("logout", profile=profile)
+    assert result.code == OK, result
+    assert login(runner, homeserver.base_url, user, profile).code == OK

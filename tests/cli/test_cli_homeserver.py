@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -65,7 +66,16 @@ def test_homeserver_goes_down(
     room = messa("rooms", "create", "--json", profile=profile).json()["room_id"]
     assert messa("send", room, "before the outage", profile=profile).code == OK
 
+    # A listener whose server goes away keeps quiet (no log noise) and ends on time.
+    listener = messa.popen("listen", "--timeout", "6", profile=profile)
+    assert listener.stderr is not None
+    ready, _, _ = select.select([listener.stderr], [], [], 60)
+    assert ready and "listening" in listener.stderr.readline()
     server.stop()
+    out, err = listener.communicate(timeout=60)
+    assert listener.returncode == OK, err
+    assert err == "" and out == ""
+
     result = messa("send", room, "during the outage", profile=profile)
     assert result.code == UNREACHABLE, result
     assert "homeserver unreachable" in result.error_line()

@@ -8,6 +8,7 @@ the user unless ``MESSA_DEBUG=1`` is set.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -106,10 +107,27 @@ def _wants_json(args: Sequence[str]) -> bool:
     return "--json" in head
 
 
+def _configure_logging() -> None:
+    """Library log records stay out of the output, unless MESSA_DEBUG=1 asks for them.
+
+    Without a handler, Python would print warnings (e.g. a retried sync) to
+    stderr, breaking the one-line error and the JSON-only output promises.
+    """
+    root = logging.getLogger()
+    if os.environ.get("MESSA_DEBUG") == "1":
+        if not root.handlers:
+            logging.basicConfig(
+                level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+            )
+    elif not any(isinstance(h, logging.NullHandler) for h in root.handlers):
+        root.addHandler(logging.NullHandler())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``messa`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     out = Output(_wants_json(args))
+    _configure_logging()
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=args, prog_name="messa", standalone_mode=False)

@@ -165,6 +165,11 @@ def classify(exc: BaseException) -> tuple[ExitCode, str]:
     if code is ExitCode.INTERRUPTED:
         return code, "interrupted"
     detail = one_line(_detail(exc))
+    if isinstance(exc, UnknownTokenError):
+        return code, one_line(
+            f"the homeserver no longer accepts this profile's session ({detail}): "
+            "run `messa logout`, then `messa login`"
+        )
     prefix = _PREFIX.get(code)
     if code is ExitCode.ERROR and not isinstance(exc, MessaError | OSError):
         # Not an error Messa raises on purpose: name the class, it helps a bug report.

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from messa._clock import Clock, SystemClock
+from messa.client.ai import AIMixin
 from messa.client.media import MediaMixin
 from messa.client.room_ops import RoomOpsMixin
 from messa.client.session import SessionInfo, load_session, save_session
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 EventCallback = Callable[[TimelineEvent], Awaitable[None] | None]
 
 
-class MessaClient(RoomOpsMixin, MediaMixin):
+class MessaClient(RoomOpsMixin, MediaMixin, AIMixin):
     """An end-to-end encrypted Matrix client bound to one device's store.
 
     Use it as an async context manager. All state (keys, rooms, decrypted
@@ -125,6 +126,7 @@ class MessaClient(RoomOpsMixin, MediaMixin):
             return
         self._closed = True
         await self.stop_sync()
+        self._close_ai()
         if self._wiring is not None:
             await self._wiring.api.close()
         self._store.close()

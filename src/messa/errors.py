@@ -115,6 +115,12 @@ class DeviceKeyError(RemoteCryptoError):
     """A device-key entry from ``/keys/query`` was rejected."""
 
 
+class CrossSigningKeyError(DeviceKeyError):
+    """A cross-signing key (master, self-signing, user-signing) from ``/keys/query``
+    was rejected, or a device id collides with one (``device_id`` then names it).
+    """
+
+
 class AttachmentError(RemoteCryptoError):
     """An encrypted attachment failed its hash or format checks."""
 

@@ -8,6 +8,12 @@ changed while their query is in flight stays dirty after the answer.
 
 Every entry of a query answer is validated on its own. A rejected entry is
 reported in :class:`KeyQueryResult` and never affects the other entries.
+
+Cross-signing keys in the answer go to :class:`~messa.crypto.identities.user.UserIdentities`
+first (our own user before the others, since verifying others hangs on our
+user-signing key); each device's ``cross_signed`` and ``owner_verified`` flags
+are then derived from its owner's identity whenever the device is loaded or
+the identity changes. The flags are never stored.
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ from typing import Any
 from messa.crypto.account import AccountMachine
 from messa.crypto.context import CryptoContext
 from messa.crypto.identities.device import device_from_record, device_to_record, parse_device_keys
-from messa.errors import CryptoMisuseError, DeviceKeyError, InvalidInputError
+from messa.crypto.identities.user import UserIdentities
+from messa.errors import CrossSigningKeyError, CryptoMisuseError, DeviceKeyError, InvalidInputError
 from messa.store.base import Changes
 from messa.types.ids import DeviceId, UserId, device_id
-from messa.types.keys import Device, LocalTrust
+from messa.types.keys import Device, LocalTrust, UserIdentity
 from messa.types.requests import KeysQueryRequest
 
 _UNTRACKED_PREFIX = "identities.untracked."
@@ -42,8 +49,16 @@ class KeyQueryResult:
             algorithms) or that came back after being deleted.
         deleted_devices: Devices missing from their owner's fresh list.
         rejected: One error per entry that failed validation; the previously
-            known entry (if any) is kept.
+            known entry (if any) is kept. Invalid cross-signing keys and
+            devices whose id equals a cross-signing key are reported as
+            :class:`~messa.errors.CrossSigningKeyError`.
         failed_users: Users whose list could not be fetched; they stay dirty.
+        identities: Identities that are new or whose keys changed.
+        identity_changes: Identities whose master key was replaced in this
+            answer (alert the user; see :meth:`DeviceTracker.pin_identity`).
+        identity_violations: Users of this answer we had verified whose
+            current identity is not verified: their devices are no longer
+            trusted, and the user must be told.
     """
 
     new_devices: list[Device] = field(default_factory=list)
@@ -51,13 +66,16 @@ class KeyQueryResult:
     deleted_devices: list[Device] = field(default_factory=list)
     rejected: list[DeviceKeyError] = field(default_factory=list)
     failed_users: list[UserId] = field(default_factory=list)
+    identities: list[UserIdentity] = field(default_factory=list)
+    identity_changes: list[UserIdentity] = field(default_factory=list)
+    identity_violations: list[UserIdentity] = field(default_factory=list)
 
     @property
     def changed_users(self) -> set[UserId]:
-        """Users with at least one new, changed or deleted device."""
+        """Users with at least one new, changed or deleted device, or a changed identity."""
         return {
             d.user_id for d in (*self.new_devices, *self.changed_devices, *self.deleted_devices)
-        }
+        } | {i.user_id for i in self.identities}
 
 
 @dataclass(slots=True)
@@ -68,6 +86,13 @@ class _Query:
 
 def _server(user: str) -> str:
     return user.partition(":")[2]
+
+
+def _mapping(value: object) -> Mapping[Any, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+_SIGNING_KINDS = ("master", "self_signing", "user_signing")
 
 
 def _open_changes(ctx: CryptoContext) -> Changes | None:
@@ -108,6 +133,9 @@ class DeviceTracker:
         self._queries: dict[str, _Query] = {}
         self._user_query: dict[UserId, str] = {}
         self._changed_in_flight: set[UserId] = set()
+        self.identities = UserIdentities(ctx, account, max_cached_users=max_cached_users)
+        """Users' cross-signing identities (the trust roots of their devices)."""
+        self.identities.on_change(self._identity_changed)
         ctx.on_rollback(self._drop_cache)
         if ctx.user_id not in self._tracking():
             # Our own other devices need to be known like anybody's.
@@ -218,9 +246,10 @@ class DeviceTracker:
         body = response if isinstance(response, Mapping) else {}
         failures = body.get("failures")
         failed_servers = set(failures) if isinstance(failures, Mapping) else set()
-        all_keys = body.get("device_keys")
-        if not isinstance(all_keys, Mapping):
-            all_keys = {}
+        all_keys = _mapping(body.get("device_keys"))
+        signing = [_mapping(body.get(f"{kind}_keys")) for kind in _SIGNING_KINDS]
+        # Our own identity first: whether others are verified depends on it.
+        users.sort(key=lambda u: u != self._ctx.user_id)
         with self._ctx.batch() as changes:
             for user in users:
                 changed = user in self._changed_in_flight
@@ -229,17 +258,52 @@ class DeviceTracker:
                 if _server(user) in failed_servers or not isinstance(entries, Mapping):
                     result.failed_users.append(user)
                     continue
+                master, ssk, usk = (m.get(user) for m in signing)
+                self._apply_identity(changes, user, (master, ssk, usk), entries, result)
                 self._apply_user(changes, user, entries, result)
                 if user in self._tracking():
                     self._set_tracked(changes, user, changed)
         return result
 
+    def _apply_identity(
+        self,
+        changes: Changes,
+        user: UserId,
+        keys: tuple[object, object, object],
+        entries: Mapping[Any, Any],
+        result: KeyQueryResult,
+    ) -> None:
+        try:
+            update = self.identities.update(changes, user, *keys, entries.keys())
+        except CrossSigningKeyError as exc:
+            result.rejected.append(exc)
+            return
+        if update is None:
+            return
+        if update.keys_changed:
+            result.identities.append(update.identity)
+        if update.master_changed:
+            result.identity_changes.append(update.identity)
+        if update.identity.verification_violation:
+            result.identity_violations.append(update.identity)
+
     def _apply_user(
         self, changes: Changes, user: UserId, entries: Mapping[Any, Any], result: KeyQueryResult
     ) -> None:
         known = self._load_user(user)
+        identity = self.identities.get(user)
+        signing_keys = identity.public_keys() if identity is not None else frozenset()
         seen: set[str] = set()
         for raw_id, entry in entries.items():
+            if raw_id in signing_keys:
+                # A device filed under a cross-signing key's id could be mistaken for
+                # that key during verification: refuse it (a known one is deleted below).
+                result.rejected.append(
+                    CrossSigningKeyError(
+                        "device id equals a cross-signing key", sender=user, device_id=raw_id
+                    )
+                )
+                continue
             seen.add(raw_id)
             try:
                 self._apply_entry(changes, user, raw_id, entry, known, result)
@@ -274,9 +338,7 @@ class DeviceTracker:
             )
         old = known.get(dev_id)
         if old is None:
-            # ``cross_signed`` stays False here: the cross-signing machine (a
-            # later layer) derives it from the owner's self-signing key.
-            device = Device(keys=keys, first_seen_ms=self._ctx.clock.now_ms())
+            device = self._with_flags(Device(keys=keys, first_seen_ms=self._ctx.clock.now_ms()))
             self._put(changes, device)
             result.new_devices.append(device)
             return
@@ -287,7 +349,7 @@ class DeviceTracker:
                 "identity key of a known device changed", sender=user, device_id=dev_id
             )
         if old.deleted or keys.raw != old.keys.raw or keys.display_name != old.keys.display_name:
-            device = dataclasses.replace(old, keys=keys, deleted=False)
+            device = self._with_flags(dataclasses.replace(old, keys=keys, deleted=False))
             self._put(changes, device)
             result.changed_devices.append(device)
 
@@ -311,7 +373,7 @@ class DeviceTracker:
         devices: dict[DeviceId, Device] = {}
         for dev_id, record in records.items():
             try:
-                devices[dev_id] = device_from_record(record)
+                devices[dev_id] = self._with_flags(device_from_record(record))
             except DeviceKeyError:
                 continue  # damaged record: treat as unknown, a fresh query restores it
         self._devices[user] = devices
@@ -347,7 +409,90 @@ class DeviceTracker:
         device = self.get_device(user_id, device_id)
         if device is None:
             raise CryptoMisuseError(f"unknown device {device_id} of {user_id}")
+        identity = self.identities.get(user_id)
+        if (
+            trust is LocalTrust.VERIFIED
+            and identity is not None
+            and device_id in identity.public_keys()
+        ):
+            raise CrossSigningKeyError(
+                "device id equals a cross-signing key: refusing to verify it",
+                sender=user_id,
+                device_id=device_id,
+            )
         updated = dataclasses.replace(device, local_trust=trust)
         with self._ctx.batch() as changes:
             self._put(changes, updated)
         return updated
+
+    # --- cross-signing trust ------------------------------------------------------
+
+    def _with_flags(self, device: Device) -> Device:
+        cross_signed, owner_verified = self.identities.device_flags(device)
+        if device.cross_signed == cross_signed and device.owner_verified == owner_verified:
+            return device
+        return dataclasses.replace(device, cross_signed=cross_signed, owner_verified=owner_verified)
+
+    def _identity_changed(self, user: UserId) -> None:
+        if user == self._ctx.user_id:
+            # Everybody's trust may hang on our identity: re-derive lazily.
+            self._devices.clear()
+            return
+        cached = self._devices.get(user)
+        if cached is not None:
+            for dev_id, device in cached.items():
+                cached[dev_id] = self._with_flags(device)
+
+    def get_identity(self, user_id: UserId) -> UserIdentity | None:
+        """Return a user's cross-signing identity, if one is known."""
+        return self.identities.get(user_id)
+
+    def pin_identity(self, user_id: UserId) -> UserIdentity:
+        """Accept a user's changed identity (and withdraw an earlier verification).
+
+        Their devices cross-signed by the new identity count as cross-signed
+        again; the user counts as unverified until verified anew.
+
+        Raises:
+            CryptoMisuseError: if no identity is known for the user.
+        """
+        with self._ctx.batch():
+            return self.identities.pin(user_id)
+
+    def mark_identity_verified(self, user_id: UserId, master_key: str) -> UserIdentity:
+        """Record that a verification flow verified this user's master key.
+
+        Raises:
+            CryptoMisuseError: if no identity is known for the user.
+            CrossSigningKeyError: if the master key changed meanwhile, or one
+                of the user's devices has an id equal to a cross-signing key.
+        """
+        with self._ctx.batch():
+            return self.identities.mark_verified(user_id, master_key)
+
+    def _tracked_identities(self) -> list[UserIdentity]:
+        identities = (self.identities.get(user) for user in sorted(self._tracking()))
+        return [i for i in identities if i is not None]
+
+    def identity_violations(self) -> list[UserIdentity]:
+        """Tracked users we had verified whose current identity is not verified."""
+        return [i for i in self._tracked_identities() if i.verification_violation]
+
+    def changed_identities(self) -> list[UserIdentity]:
+        """Tracked users whose identity changed, was lost or is suspect (alert the user)."""
+        return [i for i in self._tracked_identities() if i.needs_attention]
+
+    def unsigned_devices_of_verified_users(self) -> list[Device]:
+        """Devices of verified users (ourselves included) that their owner did not
+        cross-sign: an error to show, never a device to trust.
+
+        Blocked and deleted devices are left out.
+        """
+        found: list[Device] = []
+        for identity in self._tracked_identities():
+            if not identity.verified:
+                continue
+            for device in self.get_user_devices(identity.user_id).values():
+                if not device.cross_signed and device.local_trust is not LocalTrust.BLOCKED:
+                    found.append(device)
+        return sorted(found, key=lambda d: (d.user_id, d.device_id))

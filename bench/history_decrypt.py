@@ -102,11 +102,12 @@ class KeyServer:
                     pool = self.one_time_keys.get((user, device), {})
                     if pool:
                         key_id = next(iter(pool))
-                        claimed.setdefault(user, {})[device] = {key_id: pool.pop(key_id)}
+                        per_user: dict[str, Any] = claimed.setdefault(user, {})
+                        per_user[device] = {key_id: pool.pop(key_id)}
             return {"one_time_keys": claimed, "failures": {}}
         if isinstance(req, ToDeviceRequest):
-            for user, devices in req.messages.items():
-                for device, content in devices.items():
+            for user, contents in req.messages.items():
+                for device, content in contents.items():
                     self.inboxes.setdefault((user, device), []).append(
                         {"type": req.event_type, "sender": me[0], "content": content}
                     )

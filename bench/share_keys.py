@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import logging
 import random
@@ -223,9 +224,7 @@ def run_messa(fx: Fixture, setting: str, tmp: Path, rng: random.Random) -> RunRe
                 elif isinstance(req, KeysQueryRequest):
                     answer = fx.query_answer(own_keys, req.users)
                     elapsed, _ = timed(
-                        lambda req=req, answer=answer: machine.mark_request_as_sent(
-                            req.request_id, answer
-                        )
+                        functools.partial(machine.mark_request_as_sent, req.request_id, answer)
                     )
                     out.seconds["query"] += elapsed
         claim = machine.get_missing_sessions(members)
@@ -248,7 +247,8 @@ def run_messa(fx: Fixture, setting: str, tmp: Path, rng: random.Random) -> RunRe
         for req in requests:
             if req.event_type == "m.room.encrypted":
                 for user, devs in req.messages.items():
-                    messages.setdefault(user, {}).update(devs)
+                    for device_id, content in devs.items():
+                        messages.setdefault(user, {})[device_id] = content
         out.messages = sum(len(d) for d in messages.values())
         out.delivered, out.sender_curve25519 = messages, machine.identity_keys["curve25519"]
         out.checked_ok = check_delivery(fx, messages, out.sender_curve25519, rng)
@@ -417,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> dict[int, dict[str, Any]]:
 
     figures: dict[int, dict[str, Any]] = {}
     for n in args.devices:
-        build_s, fx = timed(lambda n=n: build_fixture(n))
+        build_s, fx = timed(functools.partial(build_fixture, n))
         print(
             f"\n## {n} devices ({len(fx.users)} users), median of {args.repeats} fresh runs "
             f"(fixture built in {build_s:.1f} s)"

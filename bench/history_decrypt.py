@@ -21,8 +21,10 @@ with vodozemac alone: ``MegolmMessage.from_base64`` and
 by session id in a dict). No JSON, no checks, no storage.
 
 Measured for an encrypted SQLite receiver (the real client's store) and a
-memory receiver (so the store's share is visible). Each contender runs
-``--repeats`` times, each time in a fresh state; the median is reported.
+memory receiver. Each contender runs ``--repeats`` times, each time in a
+fresh state; the median is reported. One more run per store times every
+call into the store, to split the path into store reads, store commits and
+the rest (parsing, checks, decryption, building records).
 
 Usage::
 

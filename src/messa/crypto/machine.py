@@ -37,7 +37,7 @@ from messa.crypto.megolm import (
     RoomKeyInfo,
 )
 from messa.crypto.olm import OlmSessions
-from messa.errors import CryptoError, RemoteCryptoError
+from messa.errors import CryptoError, RemoteInputError
 from messa.store.base import Changes, Store
 from messa.types.events import DecryptionResult
 from messa.types.ids import DeviceId, RoomId, UserId
@@ -162,9 +162,8 @@ class OlmMachine:
             for event in to_device:
                 try:
                     self._receive_to_device(event, result)
-                except RemoteCryptoError as exc:
-                    result.errors.append(f"{type(exc).__name__}: {exc}")
-                except CryptoError as exc:
+                except (RemoteInputError, CryptoError) as exc:
+                    # One bad event never costs the rest of the batch.
                     result.errors.append(f"{type(exc).__name__}: {exc}")
         return result
 

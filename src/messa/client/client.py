@@ -37,7 +37,7 @@ from messa.client.sync import SyncOutcome, SyncProcessor, load_sync_token
 from messa.client.timeline import to_event
 from messa.client.wiring import Wiring
 from messa.crypto.interfaces import SharingPolicy
-from messa.errors import ClientClosedError, NotLoggedInError, TransportError
+from messa.errors import ClientClosedError, NotLoggedInError, TransportError, UnknownTokenError
 from messa.matrix import MatrixApi
 from messa.store.base import Store
 from messa.types.events import TimelineEvent
@@ -212,7 +212,9 @@ class MessaClient(RoomOpsMixin, MediaMixin, AIMixin):
         """
         w = self._w
         await self.stop_sync()
-        with contextlib.suppress(TransportError):
+        # An unreachable server or a session already revoked elsewhere must not
+        # keep the user from forgetting it locally.
+        with contextlib.suppress(TransportError, UnknownTokenError):
             await w.api.logout()
         with w.machine.batch() as changes:
             save_session(changes, None)

@@ -1,0 +1,568 @@
+"""One verification request and the method flow running inside it.
+
+A :class:`VerificationRequest` follows the spec's framework: request →
+ready → start (SAS or QR reciprocation) → method messages → done, with a
+cancel possible at any point. User actions (:meth:`accept`,
+:meth:`start_sas`, :meth:`scan_qr_code`, :meth:`confirm_sas`,
+:meth:`confirm_qr_scanned`, :meth:`cancel`) and incoming messages return the
+messages to send; nothing is sent from here.
+
+The other device's keys (and both users' master keys) are fixed the first
+time they are needed after the other device is known; every later step
+compares the identity provider's current keys with them and cancels with
+``m.key_mismatch`` on any change. Trust is recorded only when the flow is
+done on both sides.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from messa._clock import Clock
+from messa.crypto.verification.flow import FlowCancelled, FlowContext, Send, string_list
+from messa.crypto.verification.identity import (
+    FixedKeys,
+    KeyConflict,
+    KeysUnavailable,
+    VerificationError,
+    VerificationIdentity,
+    VerifiedKeys,
+    fix_keys,
+    keys_still_match,
+)
+from messa.crypto.verification.qr import QrPayload, parse_scanned
+from messa.crypto.verification.reciprocate import QrScanned, QrShown, build_qr
+from messa.crypto.verification.sas import SasFlow, SasState
+from messa.crypto.verification.transport import (
+    CANCEL,
+    DONE,
+    READY,
+    START,
+    CancelCode,
+    Incoming,
+    Method,
+    RoomTransport,
+    Transport,
+    VerificationOutgoing,
+    envelope,
+    room_request,
+    to_device_request,
+)
+from messa.types.ids import DeviceId, UserId
+
+#: A flow with no message for this long is cancelled (``m.timeout``).
+FLOW_TIMEOUT_MS = 10 * 60 * 1000
+#: An unanswered incoming request is dropped this long after we received it.
+PROMPT_TIMEOUT_MS = 2 * 60 * 1000
+
+MethodFlow = SasFlow | QrShown | QrScanned
+
+
+class RequestState(enum.StrEnum):
+    """Where a request is."""
+
+    CREATED = "created"  # we asked; waiting for a ready
+    REQUESTED = "requested"  # they asked; our user has not answered
+    READY = "ready"  # both ready; a method may start
+    STARTED = "started"  # a method runs (see ``sas`` / ``qr_flow``)
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Cancellation:
+    """Why a request ended without success."""
+
+    code: str
+    reason: str
+    by_us: bool
+
+
+@dataclass(slots=True)
+class RequestEnv:
+    """What every request of one machine shares."""
+
+    identity: VerificationIdentity
+    clock: Clock
+    methods: tuple[Method, ...]
+
+
+def ready_methods(ours: Sequence[str], theirs: Sequence[str]) -> tuple[Method, ...]:
+    """Our methods that make sense with theirs (for ``ready`` and negotiation)."""
+    out: list[Method] = []
+    if Method.SAS in ours and Method.SAS in theirs:
+        out.append(Method.SAS)
+    if Method.QR_SHOW in ours and Method.QR_SCAN in theirs:
+        out.append(Method.QR_SHOW)
+    if Method.QR_SCAN in ours and Method.QR_SHOW in theirs:
+        out.append(Method.QR_SCAN)
+    if (Method.QR_SHOW in out or Method.QR_SCAN in out) and Method.RECIPROCATE in ours:
+        out.append(Method.RECIPROCATE)
+    return tuple(out)
+
+
+class VerificationRequest:
+    """A verification with one other device (or, before ready, one user)."""
+
+    def __init__(
+        self,
+        env: RequestEnv,
+        *,
+        other_user: UserId,
+        flow_id: str | None,
+        transport: Transport,
+        we_requested: bool,
+        other_device: DeviceId | None = None,
+        targets: Sequence[DeviceId] = (),
+        their_methods: Sequence[str] = (),
+        prompt_deadline_ms: int | None = None,
+    ) -> None:
+        self._env = env
+        self.other_user = other_user
+        self.flow_id = flow_id
+        self.transport = transport
+        self.we_requested = we_requested
+        self.other_device = other_device
+        self.targets = tuple(targets)
+        self.our_methods: tuple[Method, ...] = env.methods
+        self.their_methods = tuple(their_methods)
+        self.state = RequestState.CREATED if we_requested else RequestState.REQUESTED
+        self.cancellation: Cancellation | None = None
+        self.verified: VerifiedKeys | None = None
+        self.flow: MethodFlow | None = None
+        self._keys: FixedKeys | None = None
+        self._shown: QrShown | None = None
+        self._pending_start: dict[str, Any] | None = None
+        self._our_done = False
+        self._their_done = False
+        now = env.clock.now_ms()
+        self._last_activity_ms = now
+        self._started_ms: int | None = None
+        self._prompt_deadline_ms = prompt_deadline_ms
+        self.finished_ms: int | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"VerificationRequest(other_user={self.other_user!r}, "
+            f"other_device={self.other_device!r}, flow_id={self.flow_id!r}, state={self.state})"
+        )
+
+    # --- read-only views ----------------------------------------------------------
+
+    @property
+    def is_self_verification(self) -> bool:
+        """Whether both devices belong to one user."""
+        return self.other_user == self._env.identity.user_id
+
+    @property
+    def is_final(self) -> bool:
+        """Done or cancelled."""
+        return self.state in (RequestState.DONE, RequestState.CANCELLED)
+
+    @property
+    def methods(self) -> tuple[Method, ...]:
+        """The methods both sides can use (known once ready or requested)."""
+        return ready_methods(self.our_methods, self.their_methods)
+
+    @property
+    def sas(self) -> SasFlow | None:
+        """The running SAS flow, if the method chosen is SAS."""
+        return self.flow if isinstance(self.flow, SasFlow) else None
+
+    def qr_code(self) -> QrPayload | None:
+        """The code to show the other device, when both sides can do QR and keys allow it."""
+        if self.state is not RequestState.READY and not isinstance(self.flow, QrShown):
+            return None
+        if self._shown is None and Method.QR_SHOW in self.methods:
+            try:
+                keys = self._ensure_keys()
+            except FlowCancelled:
+                return None
+            built = build_qr(self._context(keys)) if keys is not None else None
+            if built is not None:
+                self._shown = QrShown(*built)
+        return self._shown.payload if self._shown is not None else None
+
+    # --- user actions -----------------------------------------------------------
+
+    def accept(self) -> list[VerificationOutgoing]:
+        """Answer their request with ready (or, for a bare start, with accept).
+
+        Raises:
+            VerificationError: if not waiting for our answer, if no method is
+                in common, or if the other device's keys are not known yet.
+        """
+        if self.state is not RequestState.REQUESTED:
+            raise VerificationError(f"cannot accept in state {self.state}")
+        if not self.methods and self._pending_start is None:
+            raise VerificationError("no verification method in common")
+        try:
+            keys = self._ensure_keys()
+        except FlowCancelled as cancel:
+            return self._cancel(cancel.code, cancel.reason)
+        if keys is None:
+            raise VerificationError("the other device's keys are not known yet")
+        self._touch()
+        if self._pending_start is not None:
+            start, self._pending_start = self._pending_start, None
+            return self._guard(lambda: self._begin_their_sas(start))
+        self.state = RequestState.READY
+        content = {"from_device": self._env.identity.device_id, "methods": list(self.methods)}
+        return self._send(READY, content)
+
+    def start_sas(self) -> list[VerificationOutgoing]:
+        """Start SAS (emoji / decimals) with the other device.
+
+        Raises:
+            VerificationError: if not ready, SAS is not in common, or keys are unknown.
+        """
+        if self.state is not RequestState.READY or Method.SAS not in self.methods:
+            raise VerificationError("SAS cannot start now")
+        try:
+            keys = self._ensure_keys()
+        except FlowCancelled as cancel:
+            return self._cancel(cancel.code, cancel.reason)
+        if keys is None:
+            raise VerificationError("the other device's keys are not known yet")
+        flow, message = SasFlow.start(self._context(keys))
+        self._begin(flow)
+        return self._emit([message])
+
+    def scan_qr_code(self, scanned: bytes | str | QrPayload) -> list[VerificationOutgoing]:
+        """Check a code scanned from the other device and reciprocate.
+
+        Args:
+            scanned: The scanned bytes, their base64, or a parsed payload.
+
+        Raises:
+            QrCodeError: if the data is not a verification code for this flow.
+            VerificationError: if scanning is not possible in this state.
+        """
+        payload = scanned if isinstance(scanned, QrPayload) else parse_scanned(scanned)
+        if self.state is not RequestState.READY or Method.QR_SCAN not in self.methods:
+            raise VerificationError("cannot scan a QR code now")
+        try:
+            keys = self._ensure_keys()
+            if keys is None:
+                raise VerificationError("the other device's keys are not known yet")
+            flow, message = QrScanned.scan(self._context(keys), payload)
+        except FlowCancelled as cancel:
+            return self._cancel(cancel.code, cancel.reason)
+        self._begin(flow)
+        return self._emit([message])
+
+    def confirm_sas(self) -> list[VerificationOutgoing]:
+        """Our user says the emoji / numbers match.
+
+        Raises:
+            VerificationError: if no SAS is waiting for confirmation.
+        """
+        sas = self.sas
+        if sas is None or self.is_final:
+            raise VerificationError("no SAS to confirm")
+        if (mismatch := self._keys_changed()) is not None:
+            return mismatch
+        return self._guard(sas.confirm)
+
+    def sas_mismatch(self) -> list[VerificationOutgoing]:
+        """Our user says the emoji / numbers differ: cancel with ``m.mismatched_sas``."""
+        if self.sas is None or self.is_final:
+            raise VerificationError("no SAS to reject")
+        return self._cancel(CancelCode.MISMATCHED_SAS, "the short authentication strings differ")
+
+    def confirm_qr_scanned(self) -> list[VerificationOutgoing]:
+        """Our user saw the other device scan our code successfully.
+
+        Raises:
+            VerificationError: if nobody scanned our code.
+        """
+        if not isinstance(self.flow, QrShown) or self.is_final:
+            raise VerificationError("nobody scanned our QR code")
+        if (mismatch := self._keys_changed()) is not None:
+            return mismatch
+        shown = self.flow
+
+        def confirm() -> list[Send]:
+            shown.confirm()
+            return []
+
+        return self._guard(confirm)
+
+    def cancel(
+        self, code: CancelCode = CancelCode.USER, reason: str = "cancelled by the user"
+    ) -> list[VerificationOutgoing]:
+        """Cancel (or reject) the request. Does nothing once it is final."""
+        if self.is_final:
+            return []
+        return self._cancel(code, reason)
+
+    # --- machine hooks ------------------------------------------------------------
+
+    def receive(self, msg: Incoming) -> list[VerificationOutgoing]:
+        """Handle a message of this flow from the other user."""
+        if self.is_final:
+            return []  # never answer a finished flow: that is how error loops start
+        if self._from_stranger(msg):
+            return []
+        if msg.event_type == CANCEL:
+            return self._on_cancel(msg)
+        self._touch()
+        if (mismatch := self._keys_changed()) is not None:
+            return mismatch
+        if msg.event_type == READY:
+            return self._on_ready(msg)
+        if msg.event_type == START:
+            return self._guard(lambda: self._on_start(msg.content))
+        if msg.event_type == DONE:
+            if self.flow is None or not self.flow.accepts_done() or self._their_done:
+                return self._unexpected(DONE)
+            self._their_done = True
+            return self._emit([])
+        if isinstance(self.flow, SasFlow):
+            sas = self.flow
+            return self._guard(lambda: sas.receive(msg.event_type, msg.content))
+        return self._unexpected(msg.event_type)
+
+    def set_pending_start(self, content: dict[str, Any]) -> None:
+        """Hold a start that came without a request until our user accepts."""
+        self._pending_start = content
+
+    def recheck_keys(self) -> list[VerificationOutgoing]:
+        """Cancel with ``m.key_mismatch`` if the keys changed since the flow started."""
+        if self.is_final:
+            return []
+        return self._keys_changed() or []
+
+    def expire(self, now_ms: int) -> list[VerificationOutgoing]:
+        """Apply the spec's timeouts."""
+        if self.is_final:
+            return []
+        if self.state is RequestState.REQUESTED:
+            deadline = self._prompt_deadline_ms
+            if deadline is not None and now_ms >= deadline:
+                # Other devices of ours may still answer: tell the requester nothing.
+                self._finish(RequestState.CANCELLED, Cancellation(CancelCode.TIMEOUT, "", True))
+            return []
+        idle = now_ms - self._last_activity_ms >= FLOW_TIMEOUT_MS
+        too_long = self._started_ms is not None and now_ms - self._started_ms >= FLOW_TIMEOUT_MS
+        if idle or too_long:
+            return self._cancel(CancelCode.TIMEOUT, "the verification timed out")
+        return []
+
+    def accepted_elsewhere(self, code: CancelCode) -> None:
+        """Another device of ours answered this request: stop, silently."""
+        if not self.is_final:
+            reason = "answered on another device"
+            self._finish(RequestState.CANCELLED, Cancellation(code, reason, False))
+
+    # --- incoming, by type -------------------------------------------------------
+
+    def _from_stranger(self, msg: Incoming) -> bool:
+        device = msg.sender_device
+        if device is None:
+            return False
+        if self.other_device is not None:
+            return device != self.other_device
+        return bool(self.targets) and device not in self.targets
+
+    def _on_cancel(self, msg: Incoming) -> list[VerificationOutgoing]:
+        code = msg.content.get("code")
+        reason = msg.content.get("reason")
+        code = code if isinstance(code, str) and len(code) <= 255 else CancelCode.INVALID_MESSAGE
+        reason = reason[:500] if isinstance(reason, str) else ""
+        out: list[VerificationOutgoing] = []
+        if self.state is RequestState.CREATED and len(self.targets) > 1:
+            # One of their devices declined: tell the others the request is over.
+            others = [d for d in self.targets if d != msg.sender_device]
+            content = envelope(self.transport, self._fid, {"code": CancelCode.USER, "reason": ""})
+            out.append(to_device_request(CANCEL, self.other_user, others, content))
+        self._finish(RequestState.CANCELLED, Cancellation(code, reason, False))
+        return out
+
+    def _on_ready(self, msg: Incoming) -> list[VerificationOutgoing]:
+        device = msg.content.get("from_device")
+        if not isinstance(device, str):
+            return self._cancel(CancelCode.INVALID_MESSAGE, "ready without from_device")
+        if not self.we_requested:
+            return self._unexpected(READY)
+        if self.state is not RequestState.CREATED:
+            if device != self.other_device and not isinstance(self.transport, RoomTransport):
+                content = {"code": CancelCode.ACCEPTED, "reason": "another device answered"}
+                message = envelope(self.transport, self._fid, content)
+                return [to_device_request(CANCEL, self.other_user, [DeviceId(device)], message)]
+            return []
+        is_room = isinstance(self.transport, RoomTransport)
+        if not is_room and device not in self.targets:
+            return []
+        try:
+            self.their_methods = tuple(string_list(msg.content, "methods"))
+        except FlowCancelled as cancel:
+            return self._cancel(cancel.code, cancel.reason)
+        self.other_device = DeviceId(device)
+        out: list[VerificationOutgoing] = []
+        others = [d for d in self.targets if d != device]
+        if others and not is_room:
+            content = {"code": CancelCode.ACCEPTED, "reason": "another device answered"}
+            message = envelope(self.transport, self._fid, content)
+            out.append(to_device_request(CANCEL, self.other_user, others, message))
+        if not self.methods:
+            return out + self._cancel(CancelCode.UNKNOWN_METHOD, "no method in common")
+        self.state = RequestState.READY
+        try:
+            self._ensure_keys()
+        except FlowCancelled as cancel:
+            return out + self._cancel(cancel.code, cancel.reason)
+        return out
+
+    def _on_start(self, content: Mapping[str, Any]) -> list[Send]:
+        method = content.get("method")
+        device = content.get("from_device")
+        if not isinstance(method, str) or not isinstance(device, str):
+            raise FlowCancelled(CancelCode.INVALID_MESSAGE, "start without method or from_device")
+        if device != self.other_device:
+            return []  # someone else's start; the chosen device is the only partner
+        if self.state is RequestState.STARTED:
+            if not self._lost_glare(method):
+                return []  # our own start wins; theirs is ignored
+            self.flow = None  # theirs wins: carry on as if we had never started
+        elif self.state is not RequestState.READY:
+            raise FlowCancelled(CancelCode.UNEXPECTED_MESSAGE, f"start in state {self.state}")
+        if method == Method.SAS and Method.SAS in self.methods:
+            return self._begin_their_sas(content)
+        if method == Method.RECIPROCATE and self.qr_code() is not None:
+            assert self._shown is not None
+            self._shown.receive_start(content)
+            self._begin(self._shown)
+            return []
+        raise FlowCancelled(CancelCode.UNKNOWN_METHOD, f"cannot do {method[:64]!r} here")
+
+    def _lost_glare(self, their_method: str) -> bool:
+        """Resolve two concurrent starts; True if theirs wins (spec: smaller id wins)."""
+        flow = self.flow
+        sas_pending = isinstance(flow, SasFlow) and flow.state is SasState.STARTED
+        pending = sas_pending or (isinstance(flow, QrScanned) and not self._their_done)
+        ours = Method.SAS if isinstance(flow, SasFlow) else Method.RECIPROCATE
+        if not pending:
+            raise FlowCancelled(CancelCode.UNEXPECTED_MESSAGE, "start after the method began")
+        if their_method != ours:
+            raise FlowCancelled(CancelCode.UNEXPECTED_MESSAGE, "both sides started, differently")
+        me = self._env.identity
+        if me.user_id != self.other_user:
+            return self.other_user < me.user_id
+        assert self.other_device is not None
+        return self.other_device < me.device_id
+
+    def _begin_their_sas(self, content: Mapping[str, Any]) -> list[Send]:
+        keys = self._ensure_keys()
+        if keys is None:
+            raise FlowCancelled(CancelCode.KEY_MISMATCH, "the other device's keys are unknown")
+        flow = SasFlow.from_start(self._context(keys), content)
+        self._begin(flow)
+        return [flow.accept()]
+
+    # --- plumbing -----------------------------------------------------------------
+
+    @property
+    def _fid(self) -> str:
+        if self.flow_id is None:
+            raise VerificationError("the request has not been sent yet")
+        return self.flow_id
+
+    def _touch(self) -> None:
+        self._last_activity_ms = self._env.clock.now_ms()
+
+    def _begin(self, flow: MethodFlow) -> None:
+        self.flow = flow
+        self.state = RequestState.STARTED
+        self._started_ms = self._env.clock.now_ms()
+        self._touch()
+
+    def _ensure_keys(self) -> FixedKeys | None:
+        if self._keys is None and self.other_device is not None:
+            try:
+                self._keys = fix_keys(self._env.identity, self.other_user, self.other_device)
+            except KeyConflict as exc:
+                reason = "the device id is a cross-signing key"
+                raise FlowCancelled(CancelCode.KEY_MISMATCH, reason) from exc
+            except KeysUnavailable:
+                return None
+        return self._keys
+
+    def _keys_changed(self) -> list[VerificationOutgoing] | None:
+        if self._keys is None or self.other_device is None:
+            return None
+        if keys_still_match(self._env.identity, self._keys, self.other_user, self.other_device):
+            return None
+        return self._cancel(CancelCode.KEY_MISMATCH, "keys changed during the verification")
+
+    def _context(self, keys: FixedKeys) -> FlowContext:
+        identity = self._env.identity
+        assert self.other_device is not None
+        fid = self._fid
+        transport = self.transport
+        return FlowContext(
+            our_user=identity.user_id,
+            our_device=identity.device_id,
+            our_ed25519=identity.own_ed25519(),
+            their_user=self.other_user,
+            their_device=self.other_device,
+            flow_id=fid,
+            keys=keys,
+            envelope=lambda content: envelope(transport, fid, content),
+        )
+
+    def _guard(self, step: Callable[[], list[Send]]) -> list[VerificationOutgoing]:
+        try:
+            sends = step()
+        except FlowCancelled as cancel:
+            return self._cancel(cancel.code, cancel.reason)
+        return self._emit(sends)
+
+    def _emit(self, sends: list[Send]) -> list[VerificationOutgoing]:
+        """Wrap method messages for the transport, then send done / finish when due."""
+        out = [self._out(s.event_type, s.content) for s in sends]
+        flow = self.flow
+        if flow is not None and not self._our_done and flow.wants_done(self._their_done):
+            self._our_done = True
+            out += self._send(DONE, {})
+        if flow is not None and self._our_done and self._their_done:
+            verified = flow.verified
+            if verified is None:
+                return out + self._cancel(CancelCode.KEY_MISMATCH, "nothing was verified")
+            if (mismatch := self._keys_changed()) is not None:
+                return out + mismatch
+            self.verified = verified
+            self._finish(RequestState.DONE, None)
+            identity = self._env.identity
+            if verified.device is not None:
+                identity.mark_device_verified(verified.user_id, *verified.device)
+            if verified.master_key is not None:
+                identity.mark_user_verified(verified.user_id, verified.master_key)
+        return out
+
+    def _send(self, event_type: str, content: Mapping[str, Any]) -> list[VerificationOutgoing]:
+        return [self._out(event_type, envelope(self.transport, self._fid, content))]
+
+    def _out(self, event_type: str, content: dict[str, Any]) -> VerificationOutgoing:
+        if isinstance(self.transport, RoomTransport):
+            return room_request(self.transport.room_id, event_type, content)
+        devices = [self.other_device] if self.other_device is not None else list(self.targets)
+        return to_device_request(event_type, self.other_user, devices, content)
+
+    def _unexpected(self, event_type: str) -> list[VerificationOutgoing]:
+        return self._cancel(CancelCode.UNEXPECTED_MESSAGE, f"unexpected {event_type}")
+
+    def _cancel(self, code: CancelCode, reason: str) -> list[VerificationOutgoing]:
+        out: list[VerificationOutgoing] = []
+        if self.flow_id is not None:
+            out = self._send(CANCEL, {"code": code.value, "reason": reason})
+        self._finish(RequestState.CANCELLED, Cancellation(code, reason, True))
+        return out
+
+    def _finish(self, state: RequestState, cancellation: Cancellation | None) -> None:
+        self.state = state
+        self.cancellation = cancellation
+        self.finished_ms = self._env.clock.now_ms()

@@ -125,6 +125,53 @@ class AttachmentError(RemoteCryptoError):
     """An encrypted attachment failed its hash or format checks."""
 
 
+class InvalidRecoveryKeyError(CryptoError, LocalError):
+    """A recovery key as typed is malformed (characters, prefix, length or parity).
+
+    ``reason`` says which check failed; the key itself is never kept.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid recovery key: {reason}")
+        self.reason = reason
+
+
+class WrongSecretStorageKeyError(CryptoError, LocalError):
+    """The recovery key or passphrase does not open this secret storage key."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"the recovery key or passphrase does not match key {key_id!r}")
+        self.key_id = key_id
+
+
+class SecretError(RemoteCryptoError):
+    """A stored or gossiped secret was rejected (format, MAC, origin or value).
+
+    ``secret_name`` names the secret (e.g. ``m.cross_signing.master``), never
+    its value.
+    """
+
+    def __init__(self, message: str, *, secret_name: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.secret_name = secret_name
+
+
+class SecretMismatchError(SecretError):
+    """A secret decrypted but is not the private half of the public key it must match."""
+
+
+class SecretGossipError(SecretError):
+    """An ``m.secret.send`` was refused: not over Olm, not ours, unverified or unsolicited."""
+
+
+class KeyExportError(CryptoError, RemoteInputError):
+    """A key export file is malformed or truncated (armour, version, length, rounds, JSON)."""
+
+
+class WrongExportPassphraseError(CryptoError, LocalError):
+    """The passphrase does not open this key export file (or the file was altered)."""
+
+
 class InvalidInputError(RemoteInputError):
     """Server JSON did not have the expected shape."""
 

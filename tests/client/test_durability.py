@@ -188,3 +188,30 @@ async def test_send_waits_for_homeserver_and_lands_exactly_once(
         assert ids.count(event_id) == 1
         assert len(ids) == 2  # warm-up + the outage message, nothing duplicated
     assert a.user_id != b.user_id
+
+
+async def test_logout_then_login_keeps_the_device_and_its_history(
+    homeserver: EmbeddedHomeserver, new_user, make_client
+) -> None:
+    alice_u, bob_u = new_user("alice"), new_user("bob")
+    alice = await make_client(alice_u, "alice")
+    bob = await make_client(bob_u, "bob")
+    room = await alice.create_room("relogin", invite=[bob_u.user_id])
+    await _sync_until(bob, lambda: any(r.room_id == room for r in bob.rooms()))
+    await bob.join(room)
+    await alice.sync_once(timeout_ms=100)
+    await alice.send_text(room, "before logout")
+    await _sync_until(bob, lambda: "before logout" in _bodies(bob, room))
+    device, keys = bob.device_id, bob.identity_keys
+
+    await bob.logout()
+    assert not bob.logged_in
+    await bob.login(homeserver.base_url, bob_u.user_id[1:].split(":")[0], bob_u.password)
+    assert bob.device_id == device and bob.identity_keys == keys
+    assert "before logout" in _bodies(bob, room)  # history survives, still decrypted
+
+    await alice.sync_once(timeout_ms=100)
+    await alice.send_text(room, "after login")
+    await _sync_until(bob, lambda: "after login" in _bodies(bob, room))
+    await bob.send_text(room, "bob answers after login")
+    await _sync_until(alice, lambda: "bob answers after login" in _bodies(alice, room))

@@ -36,8 +36,16 @@ from messa.client.session import SessionInfo, load_session, save_session
 from messa.client.sync import SyncOutcome, SyncProcessor, load_sync_token
 from messa.client.timeline import to_event
 from messa.client.wiring import Wiring
+from messa.crypto.account import prepare_relogin
 from messa.crypto.interfaces import SharingPolicy
-from messa.errors import ClientClosedError, NotLoggedInError, TransportError, UnknownTokenError
+from messa.errors import (
+    ClientClosedError,
+    ConfigError,
+    MessaError,
+    NotLoggedInError,
+    TransportError,
+    UnknownTokenError,
+)
 from messa.matrix import MatrixApi
 from messa.store.base import Store
 from messa.types.events import TimelineEvent
@@ -190,8 +198,29 @@ class MessaClient(RoomOpsMixin, MediaMixin, AIMixin):
             raise ClientClosedError("client is closed")
         if self._wiring is not None:
             return self._wiring.session
+        stored = self._store.load_account()
         async with MatrixApi(homeserver, transport=self._transport) as api:
-            resp = await api.login_password(user, password, device_name=device_name)
+            # A profile is one device: after a logout, log in as the same device
+            # again so its identity keys, sessions and history stay valid.
+            resp = await api.login_password(
+                user,
+                password,
+                device_name=device_name,
+                device_id=stored.device_id if stored else None,
+            )
+            if stored is not None and (stored.user_id, stored.device_id) != (
+                resp.user_id,
+                resp.device_id,
+            ):
+                with contextlib.suppress(MessaError):
+                    await api.logout()
+                raise ConfigError(
+                    f"this profile holds the device of {stored.user_id}; "
+                    "use another profile for another account"
+                )
+        relogin = prepare_relogin(self._store)
+        if relogin is not None:
+            self._store.save_changes(relogin)
         session = SessionInfo(
             homeserver=homeserver.rstrip("/"),
             user_id=resp.user_id,

@@ -16,6 +16,7 @@ and the server accepts it again).
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,7 +30,7 @@ from messa.errors import (
     OlmReplayError,
     StoreCorruptError,
 )
-from messa.store.base import AccountRecord, Changes
+from messa.store.base import AccountRecord, Changes, Store
 from messa.types.ids import Curve25519Key, Ed25519Key
 from messa.types.keys import SUPPORTED_ALGORITHMS
 from messa.types.requests import KeysUploadRequest
@@ -338,3 +339,20 @@ class AccountMachine:
             ) from exc
         self._save(self._ctx.changes)
         return session, plaintext
+
+
+def prepare_relogin(store: Store) -> Changes | None:
+    """Changes that let a stored account serve again after a new login of the same device.
+
+    A logout makes the server forget the device's keys (device keys, one-time
+    and fallback keys), but the device's identity lives on in the store. When
+    the user logs in again reusing that device id, the keys must be uploaded
+    again: mark the account as not shared and ask for a new fallback key.
+    Returns ``None`` when the store has no account.
+    """
+    record = store.load_account()
+    if record is None:
+        return None
+    changes = Changes(account=dataclasses.replace(record, shared=False, uploaded_key_count=0))
+    changes.values[_NEED_FALLBACK_KEY] = b"1"
+    return changes

@@ -159,6 +159,7 @@ class SyncProcessor:
         rooms: dict[RoomId, RoomRecord],
     ) -> None:
         seen_in_batch = {t.event_id for t in changes.timeline if t.room_id == room_id}
+        last_ts = 0
         for ev in events:
             event_id = ev.get("event_id")
             if not isinstance(event_id, str) or event_id in seen_in_batch:
@@ -174,9 +175,10 @@ class SyncProcessor:
             seen_in_batch.add(rec.event_id)
             changes.timeline.append(rec)
             (out.updated_events if existing else out.new_events).append(rec)
-            room = rooms.get(room_id)
-            if room is not None and rec.ts > room.last_ts:
-                rooms[room_id] = dataclasses.replace(room, last_ts=rec.ts)
+            last_ts = max(last_ts, rec.ts)
+        room = rooms.get(room_id)
+        if room is not None and last_ts > room.last_ts:
+            rooms[room_id] = dataclasses.replace(room, last_ts=last_ts)
 
 
 def _inviter(state: list[dict[str, Any]], own_user: UserId) -> str | None:

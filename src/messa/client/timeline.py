@@ -111,9 +111,10 @@ def record_from_result(
 ) -> TimelineRecord:
     """Build a record from a decryption result (keeping the raw event if it may retry)."""
     if isinstance(result, Decrypted):
+        # The ciphertext is not kept once decrypted: it would double the
+        # record's size and nothing needs it again.
         return TimelineRecord(
             event={"type": result.event_type, "content": result.content},
-            raw=raw,
             encryption_info=result.info.to_dict(),
             **base,
         )

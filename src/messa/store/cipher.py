@@ -15,7 +15,6 @@ derived from it with HKDF-SHA256, so that no key is used for two purposes:
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import struct
@@ -98,8 +97,7 @@ class StoreCipher:
         The domain (table name) is hashed in, so the same room id gives
         unrelated values in different tables.
         """
-        data = encode_parts(domain, *parts)
-        return hmac.new(self._lookup_key, data, hashlib.sha256).digest()
+        return hmac.digest(self._lookup_key, encode_parts(domain, *parts), "sha256")
 
     def seal(self, plaintext: bytes, *aad: Part) -> bytes:
         """Encrypt ``plaintext`` bound to the associated values ``aad``."""

@@ -80,6 +80,25 @@ class OlmReplayError(OlmDecryptionError):
     """An Olm pre-key message was replayed."""
 
 
+class BackupNotTrustedError(RemoteCryptoError):
+    """A key backup version is not signed by a key we trust: nothing is uploaded to it.
+
+    ``version`` names the backup version (``None`` if the server sent none).
+    """
+
+    def __init__(self, message: str, *, version: str | None = None) -> None:
+        super().__init__(message)
+        self.version = version
+
+
+class BackupDecryptionError(RemoteCryptoError):
+    """A key backup entry failed to decrypt (MAC or padding): it was skipped."""
+
+
+class BackupKeyMismatchError(CryptoError, LocalError):
+    """The backup decryption key given is not the private half of the backup's public key."""
+
+
 class UnknownAlgorithmError(RemoteCryptoError):
     """The input names an encryption algorithm Messa does not speak."""
 

@@ -9,6 +9,7 @@ import httpx
 
 from messa.matrix.endpoints.account_data import AccountDataEndpoints
 from messa.matrix.endpoints.auth import AuthEndpoints
+from messa.matrix.endpoints.backup import BackupEndpoints
 from messa.matrix.endpoints.devices import DeviceEndpoints
 from messa.matrix.endpoints.events import EventEndpoints
 from messa.matrix.endpoints.keys import KeyEndpoints
@@ -31,6 +32,7 @@ class MatrixApi(
     AccountDataEndpoints,
     DeviceEndpoints,
     MediaEndpoints,
+    BackupEndpoints,
 ):
     """Async client of one homeserver's Client-Server API.
 

@@ -1,0 +1,198 @@
+"""Restoring sessions from a key backup, in batches, without ever aborting on bad entries.
+
+Each entry is validated, decrypted and imported on its own; a bad one is
+counted and skipped. Sessions are imported as *unauthenticated* (a backup
+entry carries no proof of who created the session), and an existing session
+that is at least as good is never replaced. Writes are grouped: one atomic
+store commit per ``batch_size`` entries, so restoring 100k keys costs a few
+hundred commits, and memory stays flat whatever the backup's size.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+from messa.crypto.backup.keys import BackupDecryptionKey
+from messa.crypto.backup.session_data import (
+    KeyBackupEntry,
+    parse_key_backup_data,
+    parse_session_data,
+)
+from messa.crypto.context import CryptoContext
+from messa.crypto.megolm.inbound import InboundGroupSessions, RoomKeyInfo
+from messa.errors import CryptoError, RemoteInputError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 500
+"""Entries per store commit. Keep it below the inbound session cache size (1000)."""
+
+BACKUP_SOURCE = "backup"
+
+RawEntry = tuple[object, object, object]
+"""``(room_id, session_id, KeyBackupData)`` exactly as the server sent them."""
+
+
+@dataclass(slots=True)
+class RestoreResult:
+    """What a restore did.
+
+    Attributes:
+        imported: Sessions stored or improved.
+        skipped: Entries for sessions we already hold at least as well.
+        errors: Entries rejected (malformed, did not decrypt, wrong session).
+        error_kinds: Rejections by error class name (no secrets, no ids).
+    """
+
+    imported: int = 0
+    skipped: int = 0
+    errors: int = 0
+    error_kinds: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    @property
+    def processed(self) -> int:
+        """Entries seen so far."""
+        return self.imported + self.skipped + self.errors
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreProgress:
+    """Progress of a running restore, reported after every batch.
+
+    Attributes:
+        done: Entries processed so far.
+        total: Entries the server said the backup holds, if known.
+        imported: Sessions imported so far.
+        skipped: Entries skipped so far.
+        errors: Entries rejected so far.
+    """
+
+    done: int
+    total: int | None
+    imported: int
+    skipped: int
+    errors: int
+
+
+ProgressCallback = Callable[[RestoreProgress], None]
+
+
+class Restorer:
+    """Imports backup entries as they stream in.
+
+    Args:
+        ctx: Shared crypto context (store and atomic batches).
+        inbound: Where sessions are imported.
+        key: The backup decryption key (already checked against the version).
+        mark_backed_up: Mark restored sessions as already in the backup (when
+            restoring from the version we upload to, so they are not re-sent).
+        progress: Called after every batch.
+        total: Number of entries expected, for progress reports.
+        batch_size: Entries per store commit.
+    """
+
+    def __init__(
+        self,
+        ctx: CryptoContext,
+        inbound: InboundGroupSessions,
+        key: BackupDecryptionKey,
+        *,
+        mark_backed_up: bool = False,
+        progress: ProgressCallback | None = None,
+        total: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        self._ctx = ctx
+        self._inbound = inbound
+        self._key = key
+        self._mark = mark_backed_up
+        self._progress = progress
+        self._total = total
+        self._batch_size = max(1, batch_size)
+        self._buffer: list[RawEntry] = []
+        self.result = RestoreResult()
+
+    def feed(self, entries: Iterable[RawEntry]) -> list[RoomKeyInfo]:
+        """Restore entries, committing every ``batch_size`` of them.
+
+        Entries short of a full batch wait for the next call or :meth:`finish`.
+
+        Returns:
+            The sessions that became available (events waiting for them can
+            be decrypted again).
+        """
+        available: list[RoomKeyInfo] = []
+        for entry in entries:
+            self._buffer.append(entry)
+            if len(self._buffer) >= self._batch_size:
+                chunk, self._buffer = self._buffer, []
+                available.extend(self._batch(chunk))
+        return available
+
+    def finish(self) -> list[RoomKeyInfo]:
+        """Restore the entries still waiting for a full batch."""
+        chunk, self._buffer = self._buffer, []
+        return self._batch(chunk) if chunk else []
+
+    def restore_one(self, room_id: object, session_id: object, data: object) -> RoomKeyInfo | None:
+        """Restore a single entry (a session fetched for an undecryptable event)."""
+        infos = self._batch([(room_id, session_id, data)])
+        return infos[0] if infos else None
+
+    def _batch(self, chunk: list[RawEntry]) -> list[RoomKeyInfo]:
+        available: list[RoomKeyInfo] = []
+        with self._ctx.batch():
+            for room_id, session_id, data in chunk:
+                try:
+                    info = self._one(room_id, session_id, data)
+                except (CryptoError, RemoteInputError) as exc:
+                    self.result.errors += 1
+                    self.result.error_kinds[type(exc).__name__] += 1
+                    continue
+                if info is None:
+                    self.result.skipped += 1
+                else:
+                    self.result.imported += 1
+                    available.append(info)
+        if self.result.errors:
+            log.debug("backup restore: %d entries rejected so far", self.result.errors)
+        if self._progress is not None:
+            r = self.result
+            self._progress(
+                RestoreProgress(r.processed, self._total, r.imported, r.skipped, r.errors)
+            )
+        return available
+
+    def _one(self, room_id: object, session_id: object, data: object) -> RoomKeyInfo | None:
+        entry = parse_key_backup_data(room_id, session_id, data)
+        if self._have_as_good(entry):
+            return None  # no need to spend a decryption on it
+        session = parse_session_data(self._key.decrypt(entry.session_data))
+        info = self._inbound.import_session(
+            entry.room_id,
+            session.session_key,
+            session_id=entry.session_id,
+            sender_key=session.sender_key,
+            signing_key=session.signing_key,
+            source=BACKUP_SOURCE,
+            forwarding_chain=session.forwarding_chain,
+        )
+        if info is not None and self._mark:
+            record = self._inbound.get_record(entry.room_id, entry.session_id)
+            # Only a session that *is* the backup's copy is already backed up;
+            # a merge that kept something better of ours must still be sent.
+            if record is not None and record.source == BACKUP_SOURCE and not record.backed_up:
+                self._ctx.changes.inbound_group_sessions.append(replace(record, backed_up=True))
+        return info
+
+    def _have_as_good(self, entry: KeyBackupEntry) -> bool:
+        """Whether we hold the session from an index no later than the entry's.
+
+        The entry's index is the server's unauthenticated claim: at worst a
+        lying server makes us skip a key it could as well have deleted.
+        """
+        record = self._inbound.get_record(entry.room_id, entry.session_id)
+        return record is not None and record.first_known_index <= entry.first_message_index

@@ -1,0 +1,249 @@
+"""BackupService over a fake homeserver: upload, restore, single fetch, and the attacks.
+
+The attacks from the issue: a backup version whose ``auth_data`` is unsigned,
+signed by an unverified device of ours, or signed with a key that is not the
+one named; each time nothing may be uploaded, which the fake server's request
+log proves (no ``PUT /room_keys/keys`` at all, or none to the bad version).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from messa.client.backup import BackupService
+from messa.crypto.backup import (
+    BackupDecryptionKey,
+    JsonSigner,
+    RestoreProgress,
+    build_auth_data,
+)
+from messa.crypto.canonical import sign_json
+from messa.crypto.megolm.inbound import RoomKeyInfo
+from messa.errors import BackupKeyMismatchError, BackupNotTrustedError, NotFoundError
+from messa.matrix import MatrixApi, RetryPolicy
+from messa.types.events import Decrypted
+from messa.types.ids import Ed25519Key
+from messa.types.keys import Device, LocalTrust
+
+from .megolm_fakes import ALICE, BOB, OTHER_ROOM, ROOM, World
+from .test_backup_helpers import (
+    BackupDevice,
+    FakeBackupServer,
+    encrypted_event,
+    receive_group_session,
+    signing_device,
+)
+
+HS = "http://hs.invalid"
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+@pytest.fixture
+def server() -> FakeBackupServer:
+    return FakeBackupServer()
+
+
+@pytest.fixture
+async def api(server: FakeBackupServer) -> AsyncIterator[MatrixApi]:
+    async with MatrixApi(
+        HS, access_token="token", transport=server.transport(), retry=RetryPolicy(max_retries=0)
+    ) as client:
+        yield client
+
+
+def service(device: BackupDevice, api: MatrixApi, **kwargs: Any) -> BackupService:
+    return BackupService(device.backup, api, device.store, **kwargs)
+
+
+async def test_create_upload_status(world: World, server: FakeBackupServer, api: MatrixApi) -> None:
+    alice = BackupDevice(world, ALICE, "ALICE1")
+    bob = world.party(BOB, "BOB1")
+    for _ in range(250):
+        receive_group_session(alice.party, bob)
+    svc = service(alice, api)
+    assert (await svc.status()).version is None
+    version = await svc.create()
+    assert server.current == version.version
+    assert await svc.upload_pending() == 250
+    assert len(server.puts()) == 2  # 200 + 50
+    assert server.versions[version.version].count() == 250
+    assert await svc.upload_pending() == 0  # nothing new
+    status = await svc.status()
+    assert (status.version, status.count, status.trusted, status.enabled, status.has_key) == (
+        version.version,
+        250,
+        True,
+        True,
+        True,
+    )
+    assert status.local_sessions == 250 and status.reason == "signed by ed25519:ALICE1"
+
+
+async def _attack(
+    world: World, server: FakeBackupServer, api: MatrixApi, auth_data: dict[str, Any]
+) -> BackupDevice:
+    """A server whose only backup version carries ``auth_data``; alice tries to use it."""
+    alice = BackupDevice(world, ALICE, "ALICE1")
+    bob = world.party(BOB, "BOB1")
+    receive_group_session(alice.party, bob)
+    server.add_version(auth_data)
+    svc = service(alice, api)
+    with pytest.raises(BackupNotTrustedError):
+        await svc.enable()
+    assert await svc.upload_pending() == 0
+    status = await svc.status()
+    assert not status.trusted and not status.enabled
+    assert server.puts() == []
+    return alice
+
+
+async def test_unsigned_backup_gets_nothing(
+    world: World, server: FakeBackupServer, api: MatrixApi
+) -> None:
+    await _attack(world, server, api, {"public_key": BackupDecryptionKey.generate().public_key})
+
+
+async def test_backup_signed_by_unverified_device_gets_nothing(
+    world: World, server: FakeBackupServer, api: MatrixApi
+) -> None:
+    other, _ = signing_device(world, ALICE, "ALICE2")  # ours, but never verified
+    signer = JsonSigner("ed25519:ALICE2", lambda m: other.sign(m).to_base64())
+    key = BackupDecryptionKey.generate()
+    await _attack(world, server, api, build_auth_data(key.public_key, ALICE, [signer]))
+
+
+async def test_backup_signed_with_a_wrong_key_gets_nothing(
+    world: World, server: FakeBackupServer, api: MatrixApi
+) -> None:
+    impostor, _ = signing_device(world, BOB, "BOB7")
+    auth = sign_json(
+        {"public_key": BackupDecryptionKey.generate().public_key},
+        ALICE,
+        "ed25519:ALICE1",  # names our device; signed with another key
+        lambda m: impostor.sign(m).to_base64(),
+    )
+    await _attack(world, server, api, auth)
+
+
+async def test_backup_replaced_under_us_gets_nothing(
+    world: World, server: FakeBackupServer, api: MatrixApi
+) -> None:
+    alice = BackupDevice(world, ALICE, "ALICE1")
+    bob = world.party(BOB, "BOB1")
+    receive_group_session(alice.party, bob)
+    svc = service(alice, api)
+    mine = await svc.create()
+    assert await svc.upload_pending() == 1
+    # The server swaps in a version of its own, then a new key arrives.
+    evil = server.add_version({"public_key": BackupDecryptionKey.generate().public_key})
+    receive_group_session(alice.party, bob)
+    assert await svc.upload_pending() == 0
+    assert server.versions[evil].count() == 0
+    assert all(f"version={evil}" not in path for _, path in server.puts())
+    assert alice.backup.active is None
+    # And it stays stopped: no more attempts at all.
+    before = len(server.log)
+    assert await svc.upload_pending() == 0
+    assert len(server.log) == before
+    assert server.versions[mine.version].count() == 1
+
+
+async def test_backup_replaced_by_a_trusted_version_is_followed(
+    world: World, server: FakeBackupServer, api: MatrixApi
+) -> None:
+    alice = BackupDevice(world, ALICE, "ALICE1")
+    bob = world.party(BOB, "BOB1")
+    receive_group_session(alice.party, bob)
+    svc = service(alice, api)
+    await svc.create()
+    # Another of our devices (verified) makes a new backup.
+    other_device = BackupDevice(world, ALICE, "ALICE2", trust=LocalTrust.VERIFIED)
+    world.directory.add(_with_real_key(other_device))
+    creation = other_device.backup.create_version()
+    new = server.add_version(creation.auth_data)
+    assert await svc.upload_pending() == 1
+    assert server.versions[new].count() == 1
+
+
+def _with_real_key(device: BackupDevice) -> Device:
+    """The directory entry of ``device`` with its account's real Ed25519 key."""
+    entry = device.party.device
+    keys = dataclasses.replace(entry.keys, ed25519=Ed25519Key(device.account.ed25519))
+    return dataclasses.replace(entry, keys=keys)
+
+
+async def test_restore_streams_with_progress_and_retries_waiting_events(
+    world: World, server: FakeBackupServer, api: MatrixApi
+) -> None:
+    alice = BackupDevice(world, ALICE, "ALICE1")
+    bob = world.party(BOB, "BOB1")
+    groups = [receive_group_session(alice.party, bob, ROOM)[0] for _ in range(700)]
+    groups += [receive_group_session(alice.party, bob, OTHER_ROOM)[0] for _ in range(300)]
+    svc = service(alice, api)
+    await svc.create()
+    while await svc.upload_pending(max_requests=1):
+        pass
+    key = alice.backup.decryption_key
+    assert key is not None
+
+    fresh = BackupDevice(world, ALICE, "ALICE2")
+    reports: list[RestoreProgress] = []
+    available: list[RoomKeyInfo] = []
+    fresh_svc = service(fresh, api, on_room_keys=available.extend)
+    with pytest.raises(BackupKeyMismatchError):
+        await fresh_svc.restore(key=BackupDecryptionKey.generate())
+    result = await fresh_svc.restore(progress=reports.append, key=key.to_base64())
+    assert (result.imported, result.skipped, result.errors) == (1000, 0, 0)
+    assert reports[-1].done == 1000 and reports[-1].total == 1000
+    assert [r.done for r in reports] == sorted(r.done for r in reports)
+    assert len(available) == 1000
+    event = encrypted_event(groups[-1], bob, "late", OTHER_ROOM)
+    assert isinstance(fresh.inbound.decrypt(OTHER_ROOM, event), Decrypted)
+
+    # Per room, and again: everything is skipped.
+    again = await fresh_svc.restore(key=key, rooms=[ROOM])
+    assert (again.imported, again.skipped) == (0, 700)
+
+
+async def test_fetch_one_session_for_an_undecryptable_event(
+    world: World, server: FakeBackupServer, api: MatrixApi
+) -> None:
+    alice = BackupDevice(world, ALICE, "ALICE1")
+    bob = world.party(BOB, "BOB1")
+    group, _ = receive_group_session(alice.party, bob)
+    svc = service(alice, api)
+    await svc.create()
+    await svc.upload_pending()
+    key = alice.backup.decryption_key
+    assert key is not None
+
+    fresh = BackupDevice(world, ALICE, "ALICE2")
+    fresh_svc = service(fresh, api)
+    before = len(server.log)
+    assert await fresh_svc.fetch_session(ROOM, group.session_id) is None  # no key, no request
+    assert len(server.log) == before
+    await fresh_svc.enable(key=key)  # trusted because we hold its key
+    info = await fresh_svc.fetch_session(ROOM, group.session_id)
+    assert info is not None
+    assert isinstance(fresh.inbound.decrypt(ROOM, encrypted_event(group, bob, "x")), Decrypted)
+    assert await fresh_svc.fetch_session(ROOM, "missing-session") is None  # 404
+    assert await fresh_svc.fetch_session(ROOM, "missing-session") is None  # asked once
+    assert sum("missing-session" in p for _, p in server.log) == 1
+
+
+async def test_no_backup_on_the_server(world: World, api: MatrixApi) -> None:
+    fresh = BackupDevice(world, ALICE, "ALICE2")
+    svc = service(fresh, api)
+    with pytest.raises(NotFoundError):
+        await svc.restore(key=BackupDecryptionKey.generate())
+    with pytest.raises(NotFoundError):
+        await svc.enable()
+    assert (await svc.status()).reason == "no backup"

@@ -427,3 +427,16 @@ def _keys_of(device: FakeDevice, owner: FakeIdentity) -> Any:
     from messa.crypto.identities import parse_device_keys
 
     return parse_device_keys(device.user_id, device.device_id, owner.sign_device(device))
+
+
+def test_colliding_device_suspends_an_earlier_verification(s: Setup) -> None:
+    bob = FakeIdentity(BOB)
+    s.answer({BOB: devices_of(BOB1, signed_by=bob)}, bob.answer())
+    s.tracker.mark_identity_verified(BOB, bob.master.public_key)
+    assert s.device(BOB, "BOB1").trust is TrustState.VERIFIED
+    fake = FakeDevice(BOB, bob.self_signing.public_key)
+    s.answer({BOB: devices_of(BOB1, fake, signed_by=bob)}, bob.answer())
+    identity = s.tracker.get_identity(BOB)
+    assert identity is not None and not identity.verified and identity.verification_violation
+    assert [i.user_id for i in s.tracker.identity_violations()] == [BOB]
+    assert s.device(BOB, "BOB1").trust is TrustState.UNVERIFIED

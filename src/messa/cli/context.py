@@ -175,13 +175,7 @@ def open_profile(profile: Path) -> MessaClient:
     new = _profile_is_new(profile)  # before the keyring attempt touches the directory
     passphrase = os.environ.get(PASSPHRASE_ENV)
     if passphrase:
-        try:
-            return MessaClient.open(profile, passphrase=passphrase)
-        except WrongPassphraseError as exc:
-            raise WrongPassphraseError(
-                f"wrong passphrase ({PASSPHRASE_ENV}) for the profile {profile}; "
-                "nothing was changed"
-            ) from exc
+        return _open_with_passphrase(profile, passphrase, PASSPHRASE_ENV)
     try:
         return MessaClient.open(profile, passphrase=None)
     except (KeyringUnavailableError, WrongPassphraseError) as exc:
@@ -192,7 +186,19 @@ def open_profile(profile: Path) -> MessaClient:
                 f"or run in a terminal ({exc})",
             ) from exc
     what = f"New store passphrase for {profile}" if new else f"Store passphrase for {profile}"
-    return MessaClient.open(profile, passphrase=read_secret(what, from_stdin=False, confirm=new))
+    typed = read_secret(what, from_stdin=False, confirm=new)
+    return _open_with_passphrase(profile, typed, "typed")
+
+
+def _open_with_passphrase(profile: Path, passphrase: str, origin: str) -> MessaClient:
+    from messa.client import MessaClient
+
+    try:
+        return MessaClient.open(profile, passphrase=passphrase)
+    except WrongPassphraseError as exc:
+        raise WrongPassphraseError(
+            f"wrong passphrase ({origin}) for the profile {profile}: {exc}; nothing was changed"
+        ) from exc
 
 
 @contextlib.asynccontextmanager

@@ -13,7 +13,7 @@ from messa.cli.commands.rooms import RoomArg, resolve_room
 from messa.cli.context import CliState, JsonFlag, open_client, run_async, state_of, try_sync
 from messa.cli.exitcodes import CliError, ExitCode
 from messa.cli.output import event_json
-from messa.errors import UnknownRoomError
+from messa.errors import MatrixHTTPError, UnknownRoomError
 from messa.types.events import TimelineEvent
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ async def _send(
         try:
             async with asyncio.timeout(wait_s):
                 with state.out.status("Encrypting and sending…"):
-                    await client.flush_outbox()
+                    await _flush_outbox(client, state)
                     if file is not None:
                         event_id = await client.send_file(rid, file)
                     else:
@@ -93,6 +93,15 @@ async def _send(
                 "queued in the profile and goes out with the next `messa send` or `messa listen`",
             ) from None
         state.out.result({"event_id": event_id}, event_id)
+
+
+async def _flush_outbox(client: MessaClient, state: CliState) -> None:
+    """Send what earlier runs left queued, first, so messages keep their order."""
+    try:
+        await client.flush_outbox()
+    except MatrixHTTPError as exc:
+        # The outbox drops a message the server refuses for good; go on with ours.
+        state.out.note(f"a queued message was refused by the homeserver and dropped ({exc})")
 
 
 # -- history -----------------------------------------------------------------------------

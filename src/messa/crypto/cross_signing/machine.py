@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from messa.crypto._vodozemac import b64decode
@@ -32,6 +31,11 @@ from messa.crypto.cross_signing.keys import (
     seal,
     unseal,
 )
+from messa.crypto.cross_signing.records import (
+    CrossSigningStatus,
+    CrossSigningUploadRequest,
+    SignatureUploadResult,
+)
 from messa.crypto.identities import DeviceTracker
 from messa.errors import CrossSigningKeyError, CryptoMisuseError, SecretError, SecretMismatchError
 from messa.types.ids import DeviceId, UserId
@@ -42,62 +46,6 @@ PRIVATE_KEYS = "cross_signing.private"
 """Value-area key of our sealed private keys (the published ones)."""
 PENDING_KEYS = "cross_signing.pending"
 """Value-area key of freshly made keys whose upload is not confirmed yet."""
-
-
-@dataclass(frozen=True, slots=True)
-class CrossSigningUploadRequest:
-    """``POST /keys/device_signing/upload`` (needs user-interactive auth on replacement)."""
-
-    request_id: str
-    master_key: dict[str, Any]
-    self_signing_key: dict[str, Any]
-    user_signing_key: dict[str, Any]
-
-    def body(self) -> dict[str, Any]:
-        """The JSON body, without ``auth`` (the client adds it for the UIA step)."""
-        return {
-            "master_key": self.master_key,
-            "self_signing_key": self.self_signing_key,
-            "user_signing_key": self.user_signing_key,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class CrossSigningStatus:
-    """Which private keys we hold and whether they are the published ones.
-
-    Attributes:
-        has_master: We hold the private master key.
-        has_self_signing: We hold the private self-signing key.
-        has_user_signing: We hold the private user-signing key.
-        published: The server publishes an identity for us.
-        keys_match: Every private key we hold is the published one (False
-            when another device reset the identity).
-        upload_pending: Fresh keys wait for :meth:`CrossSigningMachine.mark_upload_sent`.
-    """
-
-    has_master: bool
-    has_self_signing: bool
-    has_user_signing: bool
-    published: bool
-    keys_match: bool
-    upload_pending: bool
-
-
-@dataclass(slots=True)
-class SignatureUploadResult:
-    """What the server said about an uploaded batch of signatures.
-
-    Attributes:
-        failures: ``user → key id → errcode`` for every refused signature.
-    """
-
-    failures: dict[str, dict[str, str]] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """Every signature was accepted."""
-        return not self.failures
 
 
 def _bare(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -136,6 +84,7 @@ class CrossSigningMachine:
         self._pending_loaded = False
         self._pending_request: str | None = None
         self._in_flight: dict[str, SignatureUploadRequest] = {}
+        self._outbox: list[SignatureUploadRequest] = []
         self._own_device_attempted = False
         ctx.on_rollback(self._drop_cache)
 
@@ -344,6 +293,19 @@ class CrossSigningMachine:
             )
         return key, own
 
+    def can_sign(self, usage: CrossSigningUsage) -> bool:
+        """Whether we hold the private key of this usage and it is the published one."""
+        try:
+            self._usable(usage)
+        except CryptoMisuseError:
+            return False
+        return True
+
+    def enqueue(self, request: SignatureUploadRequest) -> None:
+        """Have :meth:`outgoing_requests` hand out a signature upload made here."""
+        if request.request_id in self._in_flight and request not in self._outbox:
+            self._outbox.append(request)
+
     def _request(self, signed: dict[UserId, dict[str, Any]]) -> SignatureUploadRequest:
         request = SignatureUploadRequest(request_id=uuid.uuid4().hex, signed_keys=signed)
         self._in_flight[request.request_id] = request
@@ -437,11 +399,16 @@ class CrossSigningMachine:
     # --- requests ----------------------------------------------------------------
 
     def outgoing_requests(self) -> list[SignatureUploadRequest]:
-        """Signatures to upload now: this device, once our identity is published.
+        """Signatures to upload now: queued ones, and this device once our
+        identity is published.
 
-        Tried at most once per run (and again after a failed send), once our
-        own device list is fresh and shows this device not cross-signed.
+        This device is signed at most once per run (and again after a failed
+        send), once our own device list is fresh and shows it not cross-signed.
         """
+        queued, self._outbox = self._outbox, []
+        return queued + self._own_device_request()
+
+    def _own_device_request(self) -> list[SignatureUploadRequest]:
         if self._own_device_attempted:
             return []
         keys = self._current()
@@ -470,25 +437,18 @@ class CrossSigningMachine:
         request = self._in_flight.pop(request_id, None)
         if request is None:
             return None
-        result = SignatureUploadResult()
-        failures = response.get("failures") if isinstance(response, Mapping) else None
-        if isinstance(failures, Mapping):
-            for user, keys in failures.items():
-                if not isinstance(user, str) or not isinstance(keys, Mapping):
-                    continue
-                for key_id, error in keys.items():
-                    code = error.get("errcode") if isinstance(error, Mapping) else None
-                    result.failures.setdefault(user, {})[str(key_id)] = (
-                        code if isinstance(code, str) else "M_UNKNOWN"
-                    )
+        result = SignatureUploadResult.from_response(response)
         with self._ctx.batch():
             self._tracker.mark_changed(list(request.signed_keys))
         return result
 
     def request_failed(self, request_id: str) -> None:
-        """A signature upload could not be sent; this device's is retried later."""
-        request = self._in_flight.pop(request_id, None)
-        if request is not None and self._ctx.device_id in request.signed_keys.get(
-            self._ctx.user_id, {}
-        ):
+        """A signature upload could not be sent: queued again (this device's is rebuilt)."""
+        request = self._in_flight.get(request_id)
+        if request is None:
+            return
+        if self._ctx.device_id in request.signed_keys.get(self._ctx.user_id, {}):
+            del self._in_flight[request_id]
             self._own_device_attempted = False
+        else:
+            self._outbox.append(request)

@@ -391,8 +391,3 @@ class VerificationMachine:
             if request.is_final:
                 del self._unsent_room[txn_id]
         return out
-
-
-def outgoing_event_types(messages: Iterable[VerificationOutgoing]) -> list[str]:
-    """The event types of some outgoing messages (handy for logs and tests)."""
-    return [m.event_type for m in messages]

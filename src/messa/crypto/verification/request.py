@@ -172,6 +172,18 @@ class VerificationRequest:
         """The running SAS flow, if the method chosen is SAS."""
         return self.flow if isinstance(self.flow, SasFlow) else None
 
+    @property
+    def keys_known(self) -> bool:
+        """Whether the other device's keys are known (fixed for the flow, or fixable now).
+
+        When false, the caller should query the other user's keys before
+        :meth:`accept`, :meth:`start_sas` or :meth:`scan_qr_code`.
+        """
+        try:
+            return self._ensure_keys() is not None
+        except FlowCancelled:
+            return False
+
     def qr_code(self) -> QrPayload | None:
         """The code to show the other device, when both sides can do QR and keys allow it."""
         if self.state is not RequestState.READY and not isinstance(self.flow, QrShown):

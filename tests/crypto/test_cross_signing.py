@@ -12,6 +12,7 @@ from messa.crypto import _vodozemac as vz
 from messa.crypto.canonical import verify_json
 from messa.crypto.cross_signing import PENDING_KEYS, PRIVATE_KEYS
 from messa.crypto.interfaces import ExcludeInsecurePolicy, WithheldCode
+from messa.crypto.megolm import EncryptionSettings, OutboundGroupSessions
 from messa.errors import (
     AuthRequiredError,
     CrossSigningKeyError,
@@ -19,8 +20,8 @@ from messa.errors import (
     SecretError,
     SecretMismatchError,
 )
-from messa.types.ids import DeviceId
-from messa.types.keys import TrustState
+from messa.types.ids import DeviceId, RoomId
+from messa.types.keys import MEGOLM_ALGORITHM, TrustState
 
 from .cs_harness import CSHarness, CSParty
 
@@ -384,3 +385,37 @@ def test_seeds_never_appear_in_logs_reprs_or_the_store(
         for value in store._values.values():
             for secret, data in zip(secrets, raw, strict=True):
                 assert secret.encode() not in value and data not in value
+
+
+def test_replaced_verified_identity_stops_room_keys(
+    h: CSHarness, alice: CSParty, bob: CSParty
+) -> None:
+    alice.bootstrap()
+    bob.bootstrap()
+    alice.refresh(bob.user_id)
+    alice.upload_signatures(alice.cs.sign_user(bob.user_id))
+    outbound = OutboundGroupSessions(
+        alice.ctx,
+        alice.olm,
+        alice.tracker,
+        (alice.account.curve25519, alice.account.ed25519),
+        ExcludeInsecurePolicy(),
+    )
+    room = RoomId("!room:example.org")
+    settings = EncryptionSettings.from_event_content({"algorithm": MEGOLM_ALGORITHM}, "shared")
+    alice.claim_sessions(alice.tracker.get_user_devices(bob.user_id).values())
+    [key] = outbound.share_room_key(room, [bob.user_id], settings)
+    assert key.event_type == "m.room.encrypted" and set(key.messages) == {bob.user_id}
+    first_session = outbound.session_id(room)
+
+    bob_again = h.reopen(bob)
+    bob_again.send_cross_signing_upload(bob_again.cs.bootstrap())
+    bob_again.flush()
+    alice.refresh(bob.user_id)
+    assert [i.user_id for i in alice.tracker.identity_violations()] == [bob.user_id]
+    requests = outbound.share_room_key(room, [bob.user_id], settings)
+    # A new session nobody of Bob's gets: only a withheld notice.
+    assert outbound.session_id(room) != first_session
+    assert [r.event_type for r in requests] == ["m.room_key.withheld"]
+    [notice] = requests[0].messages[bob.user_id].values()
+    assert notice["code"] == WithheldCode.UNVERIFIED

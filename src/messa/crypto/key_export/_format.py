@@ -324,6 +324,8 @@ class _ArrayReader:
                     if final or len(buf) - pos > MAX_ENTRY_CHARS:
                         raise KeyExportError("an exported session is malformed") from None
                     break  # the object continues in the next chunk
+                if end - pos > MAX_ENTRY_CHARS:
+                    raise KeyExportError("an exported session is too large")
                 out.append(value)
                 self._state, pos = "after", end
             else:

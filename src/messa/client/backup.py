@@ -202,6 +202,7 @@ class BackupService:
         *,
         key: BackupDecryptionKey | str | None = None,
         rooms: Sequence[RoomId] | None = None,
+        enable: bool = True,
     ) -> RestoreResult:
         """Restore room keys from the server's backup, streaming the download.
 
@@ -211,6 +212,9 @@ class BackupService:
             key: The decryption key, if not the one the machine holds; it
                 must match the version's public key.
             rooms: Only these rooms (one request each) instead of everything.
+            enable: When no backup is enabled yet, keep the key and upload to
+                this version from now on (holding its key makes it trusted);
+                the restored keys are then known to be in it already.
 
         Raises:
             NotFoundError: if there is no such backup.
@@ -222,6 +226,11 @@ class BackupService:
             raise NotFoundError(404, "M_NOT_FOUND", "no key backup on the server")
         if isinstance(key, str):
             key = BackupDecryptionKey.from_base64(key)
+        if enable and self._machine.active is None:
+            if key is not None:
+                self._machine.set_decryption_key(key, info)
+            if self._machine.check_auth_data(info).trusted:
+                self._machine.enable(info)
         restorer = self._machine.restorer(
             info, key=key, progress=progress or self._progress, batch_size=_STREAM_BATCH
         )

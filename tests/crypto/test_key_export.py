@@ -340,6 +340,15 @@ def test_non_text_input() -> None:
         import_keys(b"bytes", "p")  # type: ignore[arg-type]
 
 
+def test_unseekable_sources_are_refused() -> None:
+    class Pipe(io.StringIO):
+        def seekable(self) -> bool:
+            return False
+
+    with pytest.raises(CryptoMisuseError, match="seekable"):
+        list(iter_import(Pipe(SMALL), "p"))
+
+
 # --- property tests ------------------------------------------------------------------------
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from messa._clock import FakeClock
 from messa.crypto.context import CryptoContext
@@ -38,6 +40,7 @@ from messa.crypto.secrets.gossip import (
 from messa.errors import (
     CryptoMisuseError,
     InvalidInputError,
+    SecretError,
     SecretGossipError,
     SecretMismatchError,
 )
@@ -48,6 +51,7 @@ from messa.types.requests import ToDeviceRequest
 
 from .harness import Harness, Party
 from .megolm_fakes import ALICE, BOB, FakeDevices, FakeOlm, make_device
+from .strategies import json_values
 
 GOLDEN = Path(__file__).parent / "data" / "secrets" / "gossip_requests.json"
 
@@ -591,3 +595,34 @@ def test_end_to_end_attacks_over_olm() -> None:
     assert world.holder.waiting_devices() == []
     # The request is still open: the verified device's answer gets through.
     assert len(world.newcomer.pending_requests()) == 1
+
+
+# --- property tests ----------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.sampled_from([ALICE, BOB, "@x"]))
+def test_arbitrary_requests_only_raise_invalid_input(content: Any, sender: str) -> None:
+    world = World()
+    event = {"type": "m.secret.request", "sender": sender, "content": content}
+    try:
+        answer = world.gossip.receive_request(event)
+    except InvalidInputError:
+        return
+    if answer is not None:  # only a well-formed request from a trusted own device
+        assert sender == ALICE and content["requesting_device_id"] in ("ALICE2", "ALICE3")
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.booleans())
+def test_arbitrary_secret_sends_only_raise_secret_errors(content: Any, with_id: bool) -> None:
+    world = World()
+    request_id = open_request(world)
+    if with_id and isinstance(content, dict):
+        content = dict(content, request_id=request_id)
+    event = world.send(world.verified, content if isinstance(content, dict) else {"c": content})
+    try:
+        received = world.gossip.receive_secret_send(event)
+    except SecretError:
+        return
+    assert received.secret == SEED_B64

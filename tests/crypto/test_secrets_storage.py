@@ -347,9 +347,9 @@ def test_create_random_key_and_unlock_with_its_recovery_key() -> None:
 
 
 def test_create_passphrase_key_and_unlock_with_either() -> None:
-    new = SecretStorage.create_key("hunter2 is a bad passphrase", iterations=1000)
+    new = SecretStorage.create_key("hunter2 is a bad passphrase", iterations=100_000)
     passphrase = new.content["passphrase"]
-    assert passphrase["algorithm"] == "m.pbkdf2" and passphrase["iterations"] == 1000
+    assert passphrase["algorithm"] == "m.pbkdf2" and passphrase["iterations"] == 100_000
     assert passphrase["bits"] == 256
     storage = SecretStorage({new.event_type: new.content})
     by_passphrase = storage.unlock_with_passphrase("hunter2 is a bad passphrase", new.key_id)
@@ -362,6 +362,12 @@ def test_create_passphrase_key_and_unlock_with_either() -> None:
 def test_default_passphrase_iterations() -> None:
     new = SecretStorage.create_key("p")
     assert new.content["passphrase"]["iterations"] == 500_000
+
+
+@pytest.mark.parametrize("iterations", [1, 99_999, 5_000_001])
+def test_new_keys_refuse_weak_or_absurd_iterations(iterations: int) -> None:
+    with pytest.raises(ValueError):
+        SecretStorage.create_key("p", iterations=iterations)
 
 
 def test_store_and_read_every_known_secret() -> None:
@@ -466,7 +472,7 @@ def test_description_without_check_values_accepts_any_key_but_secrets_still_fail
 
 
 def test_description_round_trips() -> None:
-    new = SecretStorage.create_key("p", iterations=10, name="n")
+    new = SecretStorage.create_key("p", iterations=100_000, name="n")
     parsed = KeyDescription.from_account_data(new.key_id, new.content)
     assert parsed.to_json() == new.content
     assert parsed.matches(new.recovery_key)

@@ -345,12 +345,16 @@ def iter_import(
     is decrypted from an altered file), then again to decrypt.
 
     Raises:
+        CryptoMisuseError: if ``source`` is not seekable.
         KeyExportError: if the file is malformed, truncated, asks for more
             than ``max_rounds`` rounds, or its content is not a JSON array of
             objects.
         WrongExportPassphraseError: if the MAC does not match: a wrong
             passphrase, or an altered file.
     """
+
+    if not source.seekable():
+        raise CryptoMisuseError("a key file is read twice: the source must be seekable")
 
     def derive(salt: bytes, iv: bytes, rounds: int) -> _Scan:
         if not 1 <= rounds <= max_rounds:

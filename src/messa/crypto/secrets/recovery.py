@@ -34,6 +34,9 @@ _MAX_DIGITS = 64
 PBKDF2_ALGORITHM = "m.pbkdf2"
 #: Iterations for new passphrase-derived keys.
 DEFAULT_ITERATIONS = 500_000
+#: The fewest iterations Messa uses for a key it creates (stored keys made by
+#: other clients may use fewer and are still read).
+MIN_NEW_ITERATIONS = 100_000
 #: Upper bound accepted from a stored key description (a server could
 #: otherwise make every unlock attempt take minutes).
 MAX_ITERATIONS = 5_000_000
@@ -186,7 +189,14 @@ class PassphraseInfo:
 
     @classmethod
     def generate(cls, iterations: int = DEFAULT_ITERATIONS) -> PassphraseInfo:
-        """Fresh parameters: a random 32-character alphanumeric salt."""
+        """Fresh parameters: a random 32-character alphanumeric salt.
+
+        Raises:
+            ValueError: if ``iterations`` is below :data:`MIN_NEW_ITERATIONS`
+                or above :data:`MAX_ITERATIONS`.
+        """
+        if not MIN_NEW_ITERATIONS <= iterations <= MAX_ITERATIONS:
+            raise ValueError("iterations out of bounds for a new key")
         alphabet = string.ascii_letters + string.digits
         salt = "".join(secrets.choice(alphabet) for _ in range(_SALT_LENGTH))
         return cls(salt=salt, iterations=iterations)

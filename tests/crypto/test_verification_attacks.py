@@ -687,3 +687,33 @@ def test_activity_keeps_a_flow_alive_and_finished_flows_are_forgotten(
     link.clock.advance(10 * 60_000)
     alice.machine.expire()
     assert alice.machine.get_request(bob.user, a.flow_id or "") is None
+
+
+def test_glare_when_both_scan_each_other(link: Link, alice: Party, bob: Party) -> None:
+    a, b = _ready(link, alice, bob)
+    code_a, code_b = a.qr_code(), b.qr_code()
+    assert code_a is not None and code_b is not None
+    link.send(alice, a.scan_qr_code(code_b.encode()))
+    link.send(bob, b.scan_qr_code(code_a.encode()))
+    link.run()
+    # Alice's id is smaller: her reciprocation stands; bob becomes the side that was scanned.
+    assert a.state is RequestState.STARTED and b.state is RequestState.STARTED
+    link.send(bob, b.confirm_qr_scanned())
+    link.run()
+    assert a.state is RequestState.DONE and b.state is RequestState.DONE
+    d = link.directory
+    assert alice.identity.verified_users == [(bob.user, d.masters[bob.user])]
+    assert bob.identity.verified_users == [(alice.user, d.masters[alice.user])]
+
+
+def test_ready_naming_a_device_we_did_not_ask_gets_no_answer(
+    link: Link, alice: Party, bob: Party
+) -> None:
+    a, _ = _ready(link, alice, bob)
+    ready = {
+        "type": "m.key.verification.ready",
+        "sender": bob.user,
+        "content": {"transaction_id": a.flow_id, "from_device": "X" * 300, "methods": []},
+    }
+    assert alice.machine.receive_to_device(ready) == []
+    assert a.state is RequestState.READY

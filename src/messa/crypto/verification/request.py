@@ -279,7 +279,9 @@ class VerificationRequest(RequestBase):
         if not self.we_requested:
             return self._unexpected(READY)
         if self.state is not RequestState.CREATED:
-            if device != self.other_device and not isinstance(self.transport, RoomTransport):
+            late = device != self.other_device and device in self.targets
+            if late and not isinstance(self.transport, RoomTransport):
+                # Another of their devices answered too late: tell it we went elsewhere.
                 content = {"code": CancelCode.ACCEPTED, "reason": "another device answered"}
                 message = envelope(self.transport, self._fid, content)
                 return [to_device_request(CANCEL, self.other_user, [DeviceId(device)], message)]
@@ -317,7 +319,9 @@ class VerificationRequest(RequestBase):
         if self.state is RequestState.STARTED:
             if not self._lost_glare(method):
                 return []  # our own start wins; theirs is ignored
-            self.flow = None  # theirs wins: carry on as if we had never started
+            # Theirs wins: carry on as if we had never started.
+            self.flow = None
+            self.state = RequestState.READY
         elif self.state is not RequestState.READY:
             raise FlowCancelled(CancelCode.UNEXPECTED_MESSAGE, f"start in state {self.state}")
         if method == Method.SAS and Method.SAS in self.methods:

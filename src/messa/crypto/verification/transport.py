@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from messa.errors import InvalidInputError
@@ -165,8 +165,8 @@ class Incoming:
     sender: UserId
     sender_device: DeviceId | None
     flow_id: str
-    content: dict[str, Any]
-    transport: Transport
+    content: dict[str, Any] = field(repr=False)
+    transport: Transport = field(default_factory=ToDeviceTransport)
     timestamp_ms: int | None = None
     unsigned_txn_id: str | None = None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ from messa.crypto.key_export import (
 from messa.crypto.key_export._format import _write_export
 from messa.crypto.megolm import EncryptionSettings
 from messa.errors import CryptoError, KeyExportError, UnknownAlgorithmError
-from messa.store.base import Changes
+from messa.store.base import Changes, InboundGroupSessionRecord
+from messa.store.memory import MemoryStore
 from messa.types.events import Decrypted, UnableToDecrypt, UtdReason
 from messa.types.ids import Curve25519Key, DeviceId, Ed25519Key, RoomId, UserId
 from messa.types.keys import OLM_ALGORITHM, Device, DeviceKeys
@@ -305,3 +307,50 @@ def test_we_read_nios_file(tmp_path: Path) -> None:
     for event in events:
         decrypted = decrypt(bob2, event)
         assert isinstance(decrypted, Decrypted) and decrypted.info.authenticated is False
+
+
+def store_with_sessions(count: int) -> MemoryStore:
+    store = MemoryStore()
+    records = []
+    for _ in range(count):
+        session = vz.InboundGroupSession(vz.GroupSession().session_key)
+        records.append(
+            InboundGroupSessionRecord(
+                room_id=ROOM,
+                session_id=session.session_id,
+                sender_key="c" * 43,
+                signing_key="e" * 43,
+                sender_user=None,
+                pickle=session.pickle(store.pickle_key),
+                first_known_index=0,
+                authenticated=True,
+                source="room_key",
+            )
+        )
+    store.save_changes(Changes(inbound_group_sessions=records))
+    return store
+
+
+def test_export_memory_stays_flat_as_the_count_grows() -> None:
+    class Sink:
+        written = 0
+
+        def write(self, text: str) -> int:
+            self.written += len(text)
+            return len(text)
+
+    peaks, sizes = [], []
+    for count in (100, 2000):
+        store = store_with_sessions(count)
+        sink = Sink()
+        tracemalloc.start()
+        try:
+            export_store(store, sink, "p", rounds=FAST)  # type: ignore[arg-type]
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        sizes.append(sink.written)
+    assert sizes[1] > 15 * sizes[0]
+    # Twenty times the sessions: the peak grows by far less than one more
+    # copy of the output (about 1.4 MB here) would need.
+    assert peaks[1] - peaks[0] < 200_000

@@ -21,7 +21,12 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from messa._clock import FakeClock
-from messa.crypto.verification import VerificationMachine, VerificationOutgoing
+from messa.crypto.verification import (
+    RequestState,
+    VerificationMachine,
+    VerificationOutgoing,
+    VerificationRequest,
+)
 from messa.crypto.verification.transport import RoomMessageRequest
 from messa.types.ids import DeviceId, Ed25519Key, EventId, RoomId, UserId
 from messa.types.requests import ToDeviceRequest
@@ -230,3 +235,42 @@ class Link:
             if not self.step():
                 return
         raise AssertionError("the parties never went quiet (message loop?)")
+
+
+# --- helpers shared by the attack and protocol tests ---------------------------------
+
+
+def ready_pair(
+    link: Link, a: Party, b: Party, *, in_room: bool = False
+) -> tuple[VerificationRequest, VerificationRequest]:
+    if in_room:
+        request, out = a.machine.request_verification_in_room(ROOM, b.user)
+    else:
+        request, out = a.machine.request_verification(b.user, [b.device])
+    link.send(a, out)
+    link.run()
+    theirs = b.machine.get_request(a.user, request.flow_id or "")
+    assert theirs is not None
+    link.send(b, theirs.accept())
+    link.run()
+    return request, theirs
+
+
+def tamper(event_type: str, target: Party, change: Any) -> Any:
+    def intercept(party: Party, kind: str, event: dict[str, Any]) -> dict[str, Any] | None:
+        if party is target and event["type"] == event_type:
+            change(event["content"])
+        return event
+
+    return intercept
+
+
+def assert_cancelled(request: VerificationRequest, code: str, *, by_us: bool) -> None:
+    assert request.state is RequestState.CANCELLED
+    assert request.cancellation is not None
+    assert request.cancellation.code == code and request.cancellation.by_us is by_us
+
+
+def nothing_trusted(*parties: Party) -> None:
+    for party in parties:
+        assert party.identity.verified_devices == [] and party.identity.verified_users == []

@@ -402,6 +402,15 @@ def test_logout(homeserver: EmbeddedHomeserver, runner: Messa, tmp_path: Path) -
     assert_schema(doc, {"logged_out": bool, "user_id": str, "device_id": str})
     assert doc["user_id"] == user.user_id
     assert runner("whoami", profile=profile).code == 5
+    # A profile is one device: another account is refused, the same one comes back.
+    other = make_user_factory(homeserver)("ivy")
+    refused = login(runner, homeserver.base_url, other, profile)
+    assert refused.code == USAGE, refused
+    assert "another profile" in refused.error_line()
+    again = login(runner, homeserver.base_url, user, profile)
+    assert again.code == OK, again
+    assert again.json()["device_id"] == doc["device_id"]
+    assert runner("whoami", profile=profile).code == OK
 
 
 def test_wrong_store_passphrase_leaves_the_profile_intact(

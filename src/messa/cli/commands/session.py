@@ -84,7 +84,7 @@ async def _login(
         if client.logged_in:
             if not (_same_user(client.user_id, user) and client.homeserver == url):
                 raise CliError(
-                    ExitCode.ERROR,
+                    ExitCode.USAGE,
                     f"the profile is already logged in as {client.user_id} on "
                     f"{client.homeserver}: run `messa logout` first or use another --profile",
                 )

@@ -148,6 +148,13 @@ def test_homeserver_commands(messa: Messa, tmp_path: Path) -> None:
             "--password-stdin", stdin="x\n",
         )  # fmt: skip
         assert register.code == HOMESERVER_ERROR, register
+
+        # Up again: same URL, so the profile logged in before still works.
+        up = messa("homeserver", "up", "--data-dir", str(data_dir), "--json", timeout=180)
+        assert up.code == OK, up
+        assert up.json()["base_url"] == base_url
+        rooms = messa("rooms", "list", "--json", profile=profile)
+        assert rooms.code == OK and rooms.json()["online"] is True, rooms
     finally:
         TRACKER.stop(data_dir)
 

@@ -11,7 +11,7 @@ import copy
 import json
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from messa.crypto.verification import RequestState, VerificationRequest
@@ -41,7 +41,7 @@ FIELDS = [
 TYPES = [*sorted(VERIFICATION_EVENT_TYPES), "m.room.message", "m.room.encrypted", ""]
 STAGES = ["none", "created", "requested", "ready", "sas", "keys", "confirmed", "qr", "scanned"]
 SETTINGS = settings(
-    max_examples=int(__import__("os").environ.get("VFUZZ", "60")),
+    max_examples=int(__import__("os").environ.get("VFUZZ", "200")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
@@ -142,6 +142,8 @@ def _states_valid(link: Link) -> None:
     kind=st.sampled_from(["to_device", "room"]),
     event=JSON,
 )
+@example(stage="none", in_room=False, kind="to_device", event={"type": []})
+@example(stage="none", in_room=False, kind="room", event={"type": {}, "content": {}})
 def test_garbage_events_are_ignored_or_cancel(
     stage: str, in_room: bool, kind: str, event: Any
 ) -> None:

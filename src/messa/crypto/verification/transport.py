@@ -194,7 +194,9 @@ def parse_to_device(event: object, sender_device: object = None) -> Incoming | N
         return None
     event_type = event.get("type")
     content = event.get("content")
-    if event_type not in VERIFICATION_EVENT_TYPES or not isinstance(content, dict):
+    if not isinstance(event_type, str) or not isinstance(content, dict):
+        return None
+    if event_type not in VERIFICATION_EVENT_TYPES:
         return None
     try:
         sender, device = _sender(event, sender_device)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
@@ -41,7 +42,7 @@ FIELDS = [
 TYPES = [*sorted(VERIFICATION_EVENT_TYPES), "m.room.message", "m.room.encrypted", ""]
 STAGES = ["none", "created", "requested", "ready", "sas", "keys", "confirmed", "qr", "scanned"]
 SETTINGS = settings(
-    max_examples=int(__import__("os").environ.get("VFUZZ", "200")),
+    max_examples=int(os.environ.get("MESSA_FUZZ_EXAMPLES", "200")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

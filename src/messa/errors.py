@@ -130,6 +130,25 @@ class RoomKeyWithheldError(MegolmError):
         self.reason = reason
 
 
+class ForwardedKeyRejectedError(RemoteCryptoError):
+    """An ``m.forwarded_room_key`` was refused (not ours, not asked for, or malformed).
+
+    Names the sender, its device and the session, never the key.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        room_id: str | None = None,
+        session_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.room_id = room_id
+        self.session_id = session_id
+
+
 class DeviceKeyError(RemoteCryptoError):
     """A device-key entry from ``/keys/query`` was rejected."""
 

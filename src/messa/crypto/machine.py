@@ -37,6 +37,7 @@ from messa.crypto.megolm import (
     RoomKeyInfo,
 )
 from messa.crypto.olm import OlmSessions
+from messa.crypto.trust_hub import TrustEvents, TrustHub
 from messa.errors import CryptoError, RemoteInputError
 from messa.store.base import Changes, Store
 from messa.types.events import DecryptionResult
@@ -47,21 +48,16 @@ from messa.types.requests import (
     KeysQueryRequest,
     KeysUploadRequest,
     OutgoingRequest,
+    SignatureUploadRequest,
     ToDeviceRequest,
 )
 
 log = logging.getLogger(__name__)
 
 #: To-device event types that carry keys or secrets: accepted only over Olm.
-KEY_BEARING_TYPES = frozenset(
-    {
-        "m.room_key",
-        "m.forwarded_room_key",
-        "m.secret.send",
-        "m.room_key_request",
-        "m.secret.request",
-    }
-)
+#: (Requests for keys and secrets carry none and travel in clear, per the spec;
+#: the answers to them are Olm-encrypted to a verified device only.)
+KEY_BEARING_TYPES = frozenset({"m.room_key", "m.forwarded_room_key", "m.secret.send"})
 
 
 @dataclass(slots=True)
@@ -79,6 +75,7 @@ class ToDeviceResult:
     events: list[DecryptedOlmEvent] = field(default_factory=list)
     plain_events: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    trust: TrustEvents = field(default_factory=TrustEvents)
 
 
 class OlmMachine:
@@ -113,6 +110,7 @@ class OlmMachine:
             policy or AllDevicesPolicy(),
         )
         self.inbound = InboundGroupSessions(self._ctx, self.devices)
+        self.trust = TrustHub(self._ctx, self.account, self.devices, self.olm)
         self._in_flight: dict[str, OutgoingRequest] = {}
 
     # -- identity ----------------------------------------------------------------
@@ -182,6 +180,8 @@ class OlmMachine:
             self._route_decrypted(decrypted, result)
         elif etype in KEY_BEARING_TYPES:
             result.errors.append(f"{etype} arrived unencrypted; ignored")
+        elif self.trust.handles_plain(etype):
+            self.trust.receive_plain(event, result.trust)
         elif etype == "m.room_key.withheld":
             sender = event.get("sender")
             if isinstance(sender, str):
@@ -196,6 +196,8 @@ class OlmMachine:
                 result.room_keys.append(info)
         elif ev.event_type == "m.dummy":
             return
+        elif self.trust.handles_decrypted(ev.event_type):
+            self.trust.receive_decrypted(ev, result.trust)
         else:
             result.events.append(ev)
 
@@ -222,6 +224,7 @@ class OlmMachine:
             if query is not None:
                 out.append(query)
             out.extend(self.olm.outgoing_requests())
+            out.extend(self.trust.outgoing_requests())
         for req in out:
             self._in_flight[req.request_id] = req
         return out
@@ -233,7 +236,16 @@ class OlmMachine:
             if isinstance(req, KeysUploadRequest):
                 self.account.mark_upload_sent(response, request_id)
             elif isinstance(req, KeysQueryRequest):
-                self.devices.receive_query_response(request_id, response)
+                result = self.devices.receive_query_response(request_id, response)
+                changed = {
+                    *(d.user_id for d in result.changed_devices),
+                    *(d.user_id for d in result.deleted_devices),
+                    *(i.user_id for i in result.identity_changes),
+                }
+                if changed:
+                    self.trust.keys_changed(changed)
+            elif isinstance(req, SignatureUploadRequest):
+                self.trust.cross_signing.mark_request_as_sent(request_id, response)
             elif isinstance(req, KeysClaimRequest):
                 self.olm.receive_claim_response(request_id, response)
             elif isinstance(req, ToDeviceRequest):
@@ -251,6 +263,8 @@ class OlmMachine:
                 self.devices.query_failed(request_id)
             elif isinstance(req, KeysClaimRequest | ToDeviceRequest):
                 self.olm.request_failed(request_id)
+            elif isinstance(req, SignatureUploadRequest):
+                self.trust.cross_signing.request_failed(request_id)
 
     # -- rooms -----------------------------------------------------------------------
 

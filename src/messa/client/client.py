@@ -35,6 +35,7 @@ from messa.client.room_ops import RoomOpsMixin
 from messa.client.session import SessionInfo, load_session, save_session
 from messa.client.sync import SyncOutcome, SyncProcessor, load_sync_token
 from messa.client.timeline import to_event
+from messa.client.trust import TrustMixin
 from messa.client.wiring import Wiring
 from messa.crypto.account import prepare_relogin
 from messa.crypto.interfaces import SharingPolicy
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 EventCallback = Callable[[TimelineEvent], Awaitable[None] | None]
 
 
-class MessaClient(RoomOpsMixin, MediaMixin, AIMixin):
+class MessaClient(RoomOpsMixin, MediaMixin, AIMixin, TrustMixin):
     """An end-to-end encrypted Matrix client bound to one device's store.
 
     Use it as an async context manager. All state (keys, rooms, decrypted
@@ -261,6 +262,8 @@ class MessaClient(RoomOpsMixin, MediaMixin, AIMixin):
         processor = SyncProcessor(w.machine, self._store, w.session.user_id, w.positions)
         outcome = processor.process(resp, initial=since is None)
         await w.pump.flush()
+        for msg in w.machine.trust.take_room_messages():
+            await self._send_room_verification(msg)
         await self._emit(outcome)
         self._synced.set()
         return outcome

@@ -10,7 +10,7 @@ from messa.client.rooms import Room, apply_state, new_room
 from messa.client.timeline import build_record
 from messa.errors import NotFoundError, UnknownRoomError
 from messa.types.ids import EventId, RoomId, UserId, is_room_alias, room_id, user_id
-from messa.types.keys import MEGOLM_ALGORITHM, Device
+from messa.types.keys import MEGOLM_ALGORITHM
 
 if TYPE_CHECKING:
     from messa.client.wiring import Wiring
@@ -232,19 +232,6 @@ class RoomOpsMixin:
         if self._store.get_room(rid) is None:
             raise UnknownRoomError(f"{room} points to {rid}, which this profile has not joined")
         return rid
-
-    async def devices(self, user: str | None = None) -> list[Device]:
-        """Devices of a user (default: ourselves), refreshed from the server, with trust.
-
-        Example:
-            >>> for d in await client.devices("@bob:example.org"):  # doctest: +SKIP
-            ...     print(d.device_id, d.trust.name)
-        """
-        w = self._w
-        uid = user_id(user) if user is not None else w.session.user_id
-        w.machine.update_tracked_users([uid])
-        await w.pump.flush()
-        return w.machine.get_user_devices(uid)
 
     def pending_sends(self) -> int:
         """How many messages wait in the outbox for the server to confirm them."""

@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from messa.client.rooms import apply_state, new_room
-from messa.client.timeline import Positions, build_record, retry_record
+from messa.client.timeline import (
+    Positions,
+    build_record,
+    is_verification_event,
+    retry_record,
+    sender_device,
+    verification_view,
+)
 from messa.store.base import Changes, RoomRecord, Store, TimelineRecord
 from messa.types.ids import RoomId, UserId
 
@@ -174,6 +181,10 @@ class SyncProcessor:
                 continue
             seen_in_batch.add(rec.event_id)
             changes.timeline.append(rec)
+            if is_verification_event(rec):
+                self._machine.receive_room_verification(
+                    room_id, verification_view(rec, ev), sender_device(rec)
+                )
             (out.updated_events if existing else out.new_events).append(rec)
             last_ts = max(last_ts, rec.ts)
         room = rooms.get(room_id)

@@ -17,7 +17,7 @@ from messa.types.events import (
     UnableToDecrypt,
     UtdReason,
 )
-from messa.types.ids import EventId, RoomId, UserId
+from messa.types.ids import DeviceId, EventId, RoomId, UserId
 
 ENCRYPTED = "m.room.encrypted"
 _FORWARD_KEY = "timeline.forward"
@@ -165,3 +165,57 @@ def to_event(rec: TimelineRecord) -> TimelineEvent:
         utd=utd,
         txn_id=rec.txn_id,
     )
+
+
+_VERIFICATION_PREFIX = "m.key.verification."
+
+
+def is_verification_event(rec: TimelineRecord) -> bool:
+    """Whether a stored event belongs to an in-room verification flow."""
+    etype = rec.event.get("type")
+    if not isinstance(etype, str):
+        return False
+    if etype.startswith(_VERIFICATION_PREFIX):
+        return True
+    content = rec.event.get("content")
+    return (
+        etype == "m.room.message"
+        and isinstance(content, dict)
+        and content.get("msgtype") == "m.key.verification.request"
+    )
+
+
+def verification_view(rec: TimelineRecord, raw: dict[str, Any]) -> dict[str, Any]:
+    """The event as the verification machine reads it: decrypted, relation merged.
+
+    In an encrypted room the ``m.relates_to`` of a verification event travels
+    in the cleartext part; the flow needs it next to the decrypted content.
+    """
+    content = dict(rec.event.get("content") or {})
+    raw_content = raw.get("content")
+    if (
+        "m.relates_to" not in content
+        and isinstance(raw_content, dict)
+        and isinstance(raw_content.get("m.relates_to"), dict)
+    ):
+        content["m.relates_to"] = raw_content["m.relates_to"]
+    view: dict[str, Any] = {
+        "type": rec.event.get("type"),
+        "sender": rec.sender,
+        "event_id": rec.event_id,
+        "origin_server_ts": rec.ts,
+        "content": content,
+    }
+    unsigned = raw.get("unsigned")
+    if isinstance(unsigned, dict):
+        view["unsigned"] = unsigned
+    return view
+
+
+def sender_device(rec: TimelineRecord) -> DeviceId | None:
+    """The sending device when Megolm proved it, else ``None``."""
+    info = rec.encryption_info
+    if not info:
+        return None
+    device = info.get("sender_device_id")
+    return DeviceId(device) if isinstance(device, str) else None

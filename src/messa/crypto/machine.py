@@ -304,6 +304,12 @@ class OlmMachine:
         with self._ctx.batch():
             self.outbound.invalidate(room_id)
 
+    def receive_room_verification(
+        self, room_id: RoomId, event: dict[str, Any], sender_device: DeviceId | None
+    ) -> None:
+        """Route an in-room verification event (decrypted, ``m.relates_to`` merged)."""
+        self.trust.receive_room_event(room_id, event, sender_device)
+
     def decrypt_room_event(self, room_id: RoomId, event: dict[str, Any]) -> DecryptionResult:
         """Decrypt an ``m.room.encrypted`` room event; never raises for bad input."""
         with self._ctx.batch():

@@ -323,10 +323,10 @@ class KeyRequests:
             return None
         device = self._devices.get_user_devices(self._ctx.user_id).get(device_id)
         if device is None or not _trusted(device):
-            log.info("not forwarding a room key to unverified own device %s", device_id)
+            log.info("not forwarding a room key to unverified own device %r", device_id)
             return None
         if proven_key is not None and proven_key != device.curve25519:
-            log.warning("ignored a room key request whose Olm sender is not device %s", device_id)
+            log.warning("ignored a room key request whose Olm sender is not device %r", device_id)
             return None
         return self._answer(device, parsed.request_id, parsed.room_id, parsed.session_id)
 

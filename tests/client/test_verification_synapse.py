@@ -1,0 +1,84 @@
+"""Cross-signing and interactive verification between two Messa users on a real Synapse."""
+
+from __future__ import annotations
+
+import pytest
+
+from messa.client import MessaClient
+from messa.crypto.verification import RequestState
+from messa.types.keys import TrustState
+
+pytestmark = pytest.mark.integration
+
+
+async def _sync_all(*clients: MessaClient, rounds: int = 1) -> None:
+    for _ in range(rounds):
+        for c in clients:
+            await c.sync_once(timeout_ms=100)
+
+
+async def _until(pred, *clients: MessaClient, rounds: int = 20) -> None:
+    for _ in range(rounds):
+        if pred():
+            return
+        await _sync_all(*clients)
+    assert pred(), "condition not reached"
+
+
+async def _emoji_verify(alice: MessaClient, bob: MessaClient, *, room: str | None) -> None:
+    target_device = None if room else bob.device_id
+    req_a = await alice.request_verification(bob.user_id, target_device, room=room)
+    await _until(lambda: bob.incoming_verifications(), bob)
+    req_b = bob.incoming_verifications()[0]
+    await bob.accept_verification(req_b)
+    await _until(lambda: req_a.state is RequestState.READY, alice)
+    await alice.start_sas(req_a)
+    await _until(
+        lambda: (
+            req_a.sas is not None
+            and req_a.sas.emoji() is not None
+            and req_b.sas is not None
+            and req_b.sas.emoji() is not None
+        ),
+        alice,
+        bob,
+    )
+    assert req_a.sas is not None and req_b.sas is not None
+    assert req_a.sas.emoji() == req_b.sas.emoji()
+    assert req_a.sas.decimals() == req_b.sas.decimals()
+    await alice.confirm_sas(req_a)
+    await bob.confirm_sas(req_b)
+    await _until(
+        lambda: req_a.state is RequestState.DONE and req_b.state is RequestState.DONE, alice, bob
+    )
+
+
+@pytest.mark.parametrize("in_room", [False, True], ids=["to-device", "in-room"])
+async def test_emoji_verification_trusts_the_other_users_cross_signed_devices(
+    new_user, make_client, in_room: bool
+) -> None:
+    alice_u, bob_u = new_user("alice"), new_user("bob")
+    alice = await make_client(alice_u, "alice")
+    bob = await make_client(bob_u, "bob")
+    bob2 = await make_client(bob_u, "bob2")
+    assert await alice.bootstrap_cross_signing(alice_u.password)
+    assert await bob.bootstrap_cross_signing(bob_u.password)
+    room = None
+    if in_room:
+        room = await alice.create_room("verify", invite=[bob_u.user_id])
+        await _until(lambda: any(r.room_id == room for r in bob.rooms()), bob)
+        await bob.join(room)
+        await alice.sync_once(timeout_ms=100)
+
+    bob_devices = {d.device_id: d for d in await alice.devices(bob.user_id)}
+    assert bob_devices[bob.device_id].trust is TrustState.CROSS_SIGNED
+    assert bob_devices[bob2.device_id].trust is TrustState.UNVERIFIED  # not signed by bob yet
+
+    await _emoji_verify(alice, bob, room=room)
+
+    identity = alice.identity(bob.user_id)
+    assert identity is not None and identity.verified
+    bob_devices = {d.device_id: d for d in await alice.devices(bob.user_id)}
+    assert bob_devices[bob.device_id].trust is TrustState.VERIFIED
+    # bob2 is not cross-signed by bob: a verified user's unsigned device is not trusted.
+    assert bob_devices[bob2.device_id].trust is TrustState.UNVERIFIED

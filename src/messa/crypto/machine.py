@@ -30,6 +30,7 @@ from messa.crypto.account import AccountMachine
 from messa.crypto.context import CryptoContext
 from messa.crypto.identities import DeviceTracker
 from messa.crypto.interfaces import AllDevicesPolicy, DecryptedOlmEvent, SharingPolicy
+from messa.crypto.key_requests import KeyRequests
 from messa.crypto.megolm import (
     EncryptionSettings,
     InboundGroupSessions,
@@ -40,7 +41,7 @@ from messa.crypto.olm import OlmSessions
 from messa.crypto.trust_hub import TrustEvents, TrustHub
 from messa.errors import CryptoError, RemoteInputError
 from messa.store.base import Changes, Store
-from messa.types.events import DecryptionResult
+from messa.types.events import DecryptionResult, UnableToDecrypt, UtdReason
 from messa.types.ids import DeviceId, RoomId, UserId
 from messa.types.keys import OLM_ALGORITHM, Device, LocalTrust
 from messa.types.requests import (
@@ -111,6 +112,8 @@ class OlmMachine:
         )
         self.inbound = InboundGroupSessions(self._ctx, self.devices)
         self.trust = TrustHub(self._ctx, self.account, self.devices, self.olm)
+        self.key_requests = KeyRequests(self._ctx, self.devices, self.olm, self.inbound)
+        self._key_out: list[ToDeviceRequest] = []
         self._in_flight: dict[str, OutgoingRequest] = {}
 
     # -- identity ----------------------------------------------------------------
@@ -182,6 +185,8 @@ class OlmMachine:
             result.errors.append(f"{etype} arrived unencrypted; ignored")
         elif self.trust.handles_plain(etype):
             self.trust.receive_plain(event, result.trust)
+        elif etype == "m.room_key_request":
+            self._queue_key(self.key_requests.receive_request(event))
         elif etype == "m.room_key.withheld":
             sender = event.get("sender")
             if isinstance(sender, str):
@@ -194,12 +199,41 @@ class OlmMachine:
             info = self.inbound.add_room_key(ev)
             if info is not None:
                 result.room_keys.append(info)
+                self._queue_key(self.key_requests.cancel(info.room_id, info.session_id))
+        elif ev.event_type == "m.forwarded_room_key":
+            forwarded = self.key_requests.receive_forwarded_key(ev)
+            if forwarded.room_key is not None:
+                result.room_keys.append(forwarded.room_key)
+            self._queue_key(forwarded.cancellation)
+        elif ev.event_type == "m.room_key_request":
+            self._queue_key(self.key_requests.receive_request(ev))
         elif ev.event_type == "m.dummy":
             return
         elif self.trust.handles_decrypted(ev.event_type):
             self.trust.receive_decrypted(ev, result.trust)
         else:
             result.events.append(ev)
+
+    def _queue_key(self, request: ToDeviceRequest | None) -> None:
+        if request is not None:
+            self._key_out.append(request)
+
+    def request_room_key(
+        self, room_id: RoomId, event: dict[str, Any], utd: UnableToDecrypt
+    ) -> None:
+        """Ask our own trusted devices for the key of an event we cannot decrypt."""
+        if utd.reason not in (UtdReason.MISSING_SESSION, UtdReason.UNKNOWN_MESSAGE_INDEX):
+            return
+        if not utd.session_id:
+            return
+        content = event.get("content")
+        sender_key = content.get("sender_key") if isinstance(content, dict) else None
+        with self._ctx.batch():
+            self._queue_key(
+                self.key_requests.request_key(
+                    room_id, utd.session_id, sender_key if isinstance(sender_key, str) else None
+                )
+            )
 
     def mark_all_tracked_outdated(self) -> None:
         """Re-query every tracked device list (after an initial sync, which reports no changes)."""
@@ -225,6 +259,14 @@ class OlmMachine:
                 out.append(query)
             out.extend(self.olm.outgoing_requests())
             out.extend(self.trust.outgoing_requests())
+            waiting = [*self.key_requests.waiting_devices(), *self.trust.secrets.waiting_devices()]
+            if waiting:
+                claim = self.olm.missing_sessions_request(waiting)
+                if claim is not None:
+                    out.append(claim)
+            out.extend(self.key_requests.retry_waiting())
+            out.extend(self._key_out)
+            self._key_out = []
         for req in out:
             self._in_flight[req.request_id] = req
         return out

@@ -50,10 +50,12 @@ from messa.errors import (
 from messa.matrix import MatrixApi
 from messa.store.base import Store
 from messa.types.events import TimelineEvent
-from messa.types.ids import DeviceId, UserId
+from messa.types.ids import DeviceId, EventId, RoomId, UserId
 from messa.types.sync import parse_sync
 
 log = logging.getLogger(__name__)
+
+_KEY_REQUEST_DELAY_MS = 5_000
 
 EventCallback = Callable[[TimelineEvent], Awaitable[None] | None]
 
@@ -92,6 +94,7 @@ class MessaClient(RoomOpsMixin, MediaMixin, AIMixin, TrustMixin):
         self._synced = asyncio.Event()
         self.sync_timeout_ms = 30_000
         self.last_sync_error: BaseException | None = None
+        self._utd_first_seen: dict[tuple[RoomId, EventId], int] = {}
 
     # -- opening and closing -------------------------------------------------
 
@@ -261,12 +264,34 @@ class MessaClient(RoomOpsMixin, MediaMixin, AIMixin, TrustMixin):
         resp = parse_sync(raw)
         processor = SyncProcessor(w.machine, self._store, w.session.user_id, w.positions)
         outcome = processor.process(resp, initial=since is None)
+        self._ask_for_missing_keys(w, outcome)
         await w.pump.flush()
         for msg in w.machine.trust.take_room_messages():
             await self._send_room_verification(msg)
         await self._emit(outcome)
         self._synced.set()
         return outcome
+
+    def _ask_for_missing_keys(self, w: Wiring, outcome: SyncOutcome) -> None:
+        """Ask our other devices for keys that did not arrive within a few seconds.
+
+        The room key usually comes with the same or the next sync, so a
+        request is made only for events still undecryptable after a delay.
+        """
+        now = self._clock.now_ms()
+        for rec in outcome.new_events:
+            if rec.utd_reason is not None and rec.session_id is not None:
+                self._utd_first_seen.setdefault((rec.room_id, rec.event_id), now)
+        for (room_id, event_id), first in list(self._utd_first_seen.items()):
+            if now - first < _KEY_REQUEST_DELAY_MS:
+                continue
+            del self._utd_first_seen[(room_id, event_id)]
+            stored = self._store.get_timeline_event(room_id, event_id)
+            if stored is None or stored.utd_reason is None or stored.raw is None:
+                continue
+            utd = to_event(stored).utd
+            if utd is not None:
+                w.machine.request_room_key(room_id, stored.raw, utd)
 
     async def _emit(self, outcome: SyncOutcome) -> None:
         for rec in [*outcome.new_events, *outcome.updated_events]:

@@ -164,10 +164,11 @@ class FakeBackupServer:
         }
 
     def handle(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path
-        self.log.append((request.method, request.url.raw_path.decode("ascii")))
+        raw_path = request.url.raw_path.decode("ascii")
+        self.log.append((request.method, raw_path))
         body = json.loads(request.content) if request.content else None
-        tail = path.split("/_matrix/client/v3/room_keys/", 1)[1]
+        # Split the still-encoded path: ids may contain "/" (as %2F).
+        tail = raw_path.split("?", 1)[0].split("/_matrix/client/v3/room_keys/", 1)[1]
         if tail == "version":
             if request.method == "POST":
                 return httpx.Response(200, json={"version": self.add_version(body["auth_data"])})

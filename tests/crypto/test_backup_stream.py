@@ -168,3 +168,24 @@ def test_memory_stays_flat_for_a_large_answer() -> None:
         tracemalloc.stop()
     assert seen == count
     assert peak < 2 * 1024 * 1024, peak  # the whole body is ~16 MB
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"rooms": {"!a:x": {"sessions": {"bad\\x": 1}}}}',
+        b'{"rooms": {"!a:x": {"sessions": {"a": 1, "bad\\x": 1}}}}',
+        b'{"rooms": {"!a:x": {"sessions": {"ctl\x01": 1}}}}',
+        b'{"rooms": {"!a:x": {"sessions": {"a": 1 "b": 2}}}}',
+        b'{"rooms": {"!a:x": {"sessions": {"a": 0.}}}}',
+    ],
+)
+def test_malformed_members_in_a_run_of_entries(body: bytes) -> None:
+    with pytest.raises(InvalidInputError):
+        parse(body)
+
+
+def test_escaped_ids_in_a_run_of_entries() -> None:
+    doc = {"rooms": {"!a:x": {"sessions": {'q"uote': 1, "back\\slash": 2, "tab\t": 3}}}}
+    body = json.dumps(doc).encode()
+    assert parse(body) == [("!a:x", 'q"uote', 1), ("!a:x", "back\\slash", 2), ("!a:x", "tab\t", 3)]

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[RestoreProgress], None]
 RoomKeysCallback = Callable[[list[RoomKeyInfo]], Awaitable[None] | None]
 
-_STREAM_BATCH = 500
+_STREAM_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)

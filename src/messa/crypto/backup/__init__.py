@@ -17,13 +17,9 @@ from messa.crypto.backup.keys import (
     BackupDecryptionKey,
     BackupEncryptor,
 )
-from messa.crypto.backup.machine import (
-    BackupCreation,
-    BackupMachine,
-    BackupSessionRequest,
-    BackupUploadRequest,
-)
+from messa.crypto.backup.machine import BackupCreation, BackupMachine, BackupSessionRequest
 from messa.crypto.backup.restore import RestoreProgress, Restorer, RestoreResult
+from messa.crypto.backup.upload import BackupUploadRequest
 
 __all__ = [
     "BACKUP_ALGORITHM",

@@ -25,6 +25,8 @@ DEFAULT_MAX_VALUE = 256 * 1024
 
 _WS = re.compile(r"[ \t\n\r]*")
 _AFTER_VALUE = frozenset(" \t\n\r,}]")
+_MEMBER = re.compile(r'[ \t\n\r]*"((?:[^"\\\x00-\x1f]|\\.)*)"[ \t\n\r]*:[ \t\n\r]*', re.DOTALL)
+_SEPARATOR = re.compile(r"[ \t\n\r]*([,}])")
 _STRING = re.compile(r'"(?:[^"\\\x00-\x1f]|\\.)*"', re.DOTALL)
 
 # Frame levels: the answer, "rooms", one room, its "sessions".
@@ -139,6 +141,8 @@ class RoomKeysParser:
             return True
         frame = self._stack[-1]
         level, state = frame[0], frame[1]
+        if level == _SESSIONS and state in (_KEY_OR_END, _KEY) and self._entries(frame, out):
+            return True
         if state == _KEY:
             frame[2] = self._string()
             frame[1] = _COLON
@@ -170,6 +174,38 @@ class RoomKeysParser:
             return True
         self._value(frame, level, frame[2], out)
         return True
+
+    def _entries(self, frame: list[Any], out: list[Entry]) -> bool:
+        """Fast path: take every complete ``"id": {...},`` of a sessions object in a row.
+
+        Stops (returning whether it took any) at anything else: the end of
+        the object, an incomplete or odd member; the general walker then
+        handles it, with the same result.
+        """
+        buf, pos, size, room = self._buf, self._pos, len(self._buf), self._room
+        taken = False
+        while room is not None:
+            member = _MEMBER.match(buf, pos)
+            if member is None or member.end() >= size:
+                break
+            key = member.group(1)
+            try:
+                if "\\" in key:
+                    key = self._json.decode(f'"{key}"')
+                value, end = self._json.raw_decode(buf, member.end())
+            except (ValueError, RecursionError):
+                break
+            after = _SEPARATOR.match(buf, end)
+            if after is None or end - member.end() > self._max_value:
+                break
+            out.append((room, key, value))
+            taken = True
+            if after.group(1) == "}":
+                pos, frame[1] = after.start(1), _COMMA_OR_END
+                break
+            pos, frame[1] = after.end(), _KEY
+        self._pos = pos
+        return taken
 
     def _value(self, frame: list[Any], level: int, key: str, out: list[Entry]) -> None:
         if (level == _ROOMS or key == _CONTAINER.get(level)) and self._peek() == "{":

@@ -11,7 +11,6 @@ is why sessions restored from a backup are never shown as verified.
 from __future__ import annotations
 
 import binascii
-from typing import Any
 
 from messa.crypto import _vodozemac as vz
 from messa.errors import (
@@ -103,7 +102,11 @@ class BackupDecryptionKey:
         """
         ciphertext, mac, ephemeral = _envelope(session_data)
         try:
-            message = vz.PkMessage(ciphertext, mac, ephemeral)
+            # The binding's base64 decoder takes padded and unpadded input.
+            message = vz.PkMessage.from_base64(ciphertext, mac, ephemeral)
+        except (ValueError, TypeError):
+            raise InvalidInputError("session_data is not valid base64") from None
+        try:
             return self._decryption.decrypt(message)
         except (ValueError, TypeError):
             # Every binding exception is a ValueError: bad MAC, padding, key.
@@ -157,20 +160,20 @@ def _normalise(public_key: str) -> str:
         return ""
 
 
-_FIELDS = (("ciphertext", _MAX_CIPHERTEXT), ("mac", _MAX_SHORT), ("ephemeral", _MAX_SHORT))
-
-
-def _envelope(session_data: object) -> tuple[bytes, bytes, bytes]:
-    """The raw ``(ciphertext, mac, ephemeral)`` of an untrusted envelope."""
+def _envelope(session_data: object) -> tuple[str, str, str]:
+    """The ``(ciphertext, mac, ephemeral)`` strings of an untrusted envelope."""
     if not isinstance(session_data, dict):
         raise InvalidInputError("session_data is not an object")
-    fields: list[bytes] = []
-    for name, limit in _FIELDS:
-        value: Any = session_data.get(name)
-        if not isinstance(value, str) or not value or len(value) > limit:
-            raise InvalidInputError(f"session_data.{name} is missing or invalid")
-        try:
-            fields.append(vz.b64decode(value))
-        except (ValueError, binascii.Error):
-            raise InvalidInputError(f"session_data.{name} is not base64") from None
-    return fields[0], fields[1], fields[2]
+    ciphertext = session_data.get("ciphertext")
+    mac = session_data.get("mac")
+    ephemeral = session_data.get("ephemeral")
+    if not (
+        isinstance(ciphertext, str)
+        and isinstance(mac, str)
+        and isinstance(ephemeral, str)
+        and 0 < len(ciphertext) <= _MAX_CIPHERTEXT
+        and 0 < len(mac) <= _MAX_SHORT
+        and 0 < len(ephemeral) <= _MAX_SHORT
+    ):
+        raise InvalidInputError("session_data lacks a valid ciphertext, mac or ephemeral key")
+    return ciphertext, mac, ephemeral

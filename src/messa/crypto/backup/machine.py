@@ -16,10 +16,9 @@ It decides *what* to send and *whether* it may be sent; the client sends it:
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from messa.crypto.account import AccountMachine
@@ -34,21 +33,19 @@ from messa.crypto.backup.auth import (
     check_auth_data,
     parse_version_info,
 )
-from messa.crypto.backup.keys import BACKUP_ALGORITHM, BackupDecryptionKey, BackupEncryptor
+from messa.crypto.backup.keys import BACKUP_ALGORITHM, BackupDecryptionKey
 from messa.crypto.backup.restore import ProgressCallback, RawEntry, Restorer, RestoreResult
-from messa.crypto.backup.session_data import encode_session_data, key_backup_data
+from messa.crypto.backup.upload import BackupUploadRequest, Uploader
 from messa.crypto.context import CryptoContext
 from messa.crypto.interfaces import DeviceSource
 from messa.crypto.megolm.inbound import InboundGroupSessions, RoomKeyInfo
 from messa.errors import BackupKeyMismatchError, BackupNotTrustedError, CryptoMisuseError
-from messa.store.base import InboundGroupSessionRecord
 from messa.types.ids import RoomId
 from messa.types.keys import TrustState
 
 log = logging.getLogger(__name__)
 
 DEFAULT_UPLOAD_BATCH = 200
-_RESET_BATCH = 500
 _MAX_ASKED = 10_000
 
 
@@ -68,19 +65,6 @@ class BackupCreation:
     def body(self) -> dict[str, Any]:
         """The request body."""
         return {"algorithm": self.algorithm, "auth_data": self.auth_data}
-
-
-@dataclass(frozen=True, slots=True)
-class BackupUploadRequest:
-    """``PUT /room_keys/keys?version=...`` with ``{"rooms": rooms}``."""
-
-    request_id: str
-    version: str
-    rooms: dict[str, dict[str, Any]] = field(repr=False)
-
-    def session_count(self) -> int:
-        """Number of sessions in the request."""
-        return sum(len(room["sessions"]) for room in self.rooms.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +105,7 @@ class BackupMachine:
         self._inbound = inbound
         self._devices = devices
         self._trusted_keys = trusted_keys or self._default_trusted_keys
-        self._pending: tuple[BackupUploadRequest, list[InboundGroupSessionRecord]] | None = None
+        self._uploader = Uploader(ctx, inbound, devices)
         self._asked: OrderedDict[tuple[str, str], None] = OrderedDict()
         self.server_count: int | None = None
         self.server_etag: str | None = None
@@ -243,7 +227,7 @@ class BackupMachine:
 
     def disable(self) -> None:
         """Stop uploading (the backup was deleted or replaced). The key is kept."""
-        self._pending = None
+        self._uploader.forget()
         with self._ctx.batch() as changes:
             state.save_active(changes, None)
 
@@ -251,7 +235,7 @@ class BackupMachine:
         new = state.ActiveBackup(version.version, version.public_key)
         if self.active == new:
             return
-        self._pending = None
+        self._uploader.forget()
         self._asked.clear()
         # Keys marked backed up were sent to another backup. Reset them first:
         # a crash in between only makes us re-send keys to the old backup.
@@ -261,21 +245,7 @@ class BackupMachine:
 
     def reset_backed_up(self) -> int:
         """Mark every session as not backed up; return how many changed."""
-        changed = 0
-        batch: list[InboundGroupSessionRecord] = []
-        for record in self._ctx.store.iter_inbound_group_sessions():
-            if record.backed_up:
-                batch.append(replace(record, backed_up=False))
-            if len(batch) >= _RESET_BATCH:
-                changed += self._write(batch)
-                batch = []
-        return changed + self._write(batch)
-
-    def _write(self, records: list[InboundGroupSessionRecord]) -> int:
-        if records:
-            with self._ctx.batch() as changes:
-                changes.inbound_group_sessions.extend(records)
-        return len(records)
+        return self._uploader.reset_backed_up()
 
     # --- upload --------------------------------------------------------------------
 
@@ -284,43 +254,7 @@ class BackupMachine:
 
         While a request is outstanding the same request is returned again.
         """
-        if self._pending is not None:
-            return self._pending[0]
-        active = self.active
-        if active is None:
-            return None
-        encryptor = BackupEncryptor(active.public_key)
-        rooms: dict[str, dict[str, Any]] = {}
-        sent: list[InboundGroupSessionRecord] = []
-        for stored in self._ctx.store.iter_inbound_group_sessions(only_not_backed_up=True):
-            record = self._inbound.get_record(stored.room_id, stored.session_id)
-            if record is None or record.backed_up:
-                continue
-            session_key = self._inbound.export_session(record.room_id, record.session_id)
-            if session_key is None:
-                continue
-            envelope = encryptor.encrypt(encode_session_data(record, session_key))
-            data = key_backup_data(record, envelope, is_verified=self._is_verified(record))
-            rooms.setdefault(record.room_id, {"sessions": {}})["sessions"][record.session_id] = data
-            sent.append(record)
-            if len(sent) >= batch_size:
-                break
-        if not sent:
-            return None
-        request = BackupUploadRequest(uuid.uuid4().hex, active.version, rooms)
-        self._pending = (request, sent)
-        return request
-
-    def _is_verified(self, record: InboundGroupSessionRecord) -> bool:
-        """Whether we verified the device the session comes from (``is_verified``)."""
-        if not record.authenticated:
-            return False
-        if record.source == "own":
-            return True
-        if self._devices is None or record.sender_user is None:
-            return False
-        device = self._devices.get_device_by_curve_key(record.sender_user, record.sender_key)
-        return device is not None and device.trust >= TrustState.CROSS_SIGNED
+        return self._uploader.request(self.active, batch_size)
 
     def mark_uploaded(self, request_id: str, response: Mapping[str, Any] | None = None) -> int:
         """Record that the server stored an upload; return how many sessions were marked.
@@ -328,17 +262,7 @@ class BackupMachine:
         A session that changed while the upload was in flight (a better copy
         arrived) stays not-backed-up, so its new state is sent next time.
         """
-        if self._pending is None or self._pending[0].request_id != request_id:
-            return 0
-        _, sent = self._pending
-        self._pending = None
-        marked = 0
-        with self._ctx.batch() as changes:
-            for snapshot in sent:
-                current = self._inbound.get_record(snapshot.room_id, snapshot.session_id)
-                if current == snapshot:
-                    changes.inbound_group_sessions.append(replace(snapshot, backed_up=True))
-                    marked += 1
+        marked = self._uploader.mark_uploaded(request_id)
         if response is not None:
             count, etag = response.get("count"), response.get("etag")
             if isinstance(count, int) and not isinstance(count, bool):
@@ -349,8 +273,7 @@ class BackupMachine:
 
     def upload_failed(self, request_id: str) -> None:
         """Forget an upload that failed; the next request is rebuilt."""
-        if self._pending is not None and self._pending[0].request_id == request_id:
-            self._pending = None
+        self._uploader.failed(request_id)
 
     # --- restore -------------------------------------------------------------------
 

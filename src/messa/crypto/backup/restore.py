@@ -27,8 +27,11 @@ from messa.errors import CryptoError, RemoteInputError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 500
-"""Entries per store commit. Keep it below the inbound session cache size (1000)."""
+DEFAULT_BATCH_SIZE = 1000
+"""Entries per store commit."""
+
+PRECHECK_SHARE = 5
+"""Look sessions up before decrypting when we hold at least 1/5 as many as the backup."""
 
 BACKUP_SOURCE = "backup"
 
@@ -113,6 +116,12 @@ class Restorer:
         self._total = total
         self._batch_size = max(1, batch_size)
         self._buffer: list[RawEntry] = []
+        self._seen: set[tuple[str, str]] = set()
+        # Looking each session up before decrypting it pays off only when we
+        # may hold a good share of the backup already (a repeated restore); a
+        # new device would pay a store read per key for nothing.
+        local = ctx.store.count_inbound_group_sessions()
+        self._precheck = local > 0 and (total is None or local * PRECHECK_SHARE >= total)
         self.result = RestoreResult()
 
     def feed(self, entries: Iterable[RawEntry]) -> list[RoomKeyInfo]:
@@ -144,6 +153,7 @@ class Restorer:
 
     def _batch(self, chunk: list[RawEntry]) -> list[RoomKeyInfo]:
         available: list[RoomKeyInfo] = []
+        self._seen.clear()
         with self._ctx.batch():
             for room_id, session_id, data in chunk:
                 try:
@@ -168,7 +178,11 @@ class Restorer:
 
     def _one(self, room_id: object, session_id: object, data: object) -> RoomKeyInfo | None:
         entry = parse_key_backup_data(room_id, session_id, data)
-        if self._have_as_good(entry):
+        wanted = (entry.room_id, entry.session_id)
+        if wanted in self._seen:
+            return None  # listed twice in one answer: the first copy counts
+        self._seen.add(wanted)
+        if self._precheck and self._have_as_good(entry):
             return None  # no need to spend a decryption on it
         session = parse_session_data(self._key.decrypt(entry.session_data))
         info = self._inbound.import_session(
@@ -181,15 +195,27 @@ class Restorer:
             forwarding_chain=session.forwarding_chain,
         )
         if info is not None and self._mark:
-            record = self._inbound.get_record(entry.room_id, entry.session_id)
-            # Only a session that *is* the backup's copy is already backed up;
-            # a merge that kept something better of ours must still be sent.
-            if record is not None and record.source == BACKUP_SOURCE and not record.backed_up:
-                self._ctx.changes.inbound_group_sessions.append(replace(record, backed_up=True))
+            # The import just queued the session's record: amend it rather than
+            # write the session twice. Only a record that *is* the backup's copy
+            # is already backed up; a merge that kept something better of ours
+            # (another source) must still be sent.
+            pending = self._ctx.changes.inbound_group_sessions
+            last = pending[-1] if pending else None
+            if (
+                last is not None
+                and last.session_id == entry.session_id
+                and last.room_id == entry.room_id
+                and last.source == BACKUP_SOURCE
+                and not last.backed_up
+            ):
+                pending[-1] = replace(last, backed_up=True)
         return info
 
     def _have_as_good(self, entry: KeyBackupEntry) -> bool:
         """Whether we hold the session from an index no later than the entry's.
+
+        Only an optimisation: :meth:`InboundGroupSessions.import_session`
+        never lets a worse copy replace a better one anyway.
 
         The entry's index is the server's unauthenticated claim: at worst a
         lying server makes us skip a key it could as well have deleted.

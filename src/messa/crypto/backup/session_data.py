@@ -9,12 +9,12 @@ into a backup whose public key it knows.
 
 from __future__ import annotations
 
-import binascii
+import functools
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from messa.crypto import _vodozemac as vz
 from messa.errors import InvalidInputError, UnknownAlgorithmError
 from messa.store.base import InboundGroupSessionRecord
 from messa.types import ids
@@ -54,13 +54,21 @@ def _count(value: object, name: str) -> int:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
+def _valid_room(room_id: str) -> RoomId:
+    # A backup lists many sessions per room: check each room id once.
+    return ids.room_id(room_id)
+
+
 def parse_key_backup_data(room_id: object, session_id: object, data: object) -> KeyBackupEntry:
     """Validate one entry of a ``/room_keys/keys`` answer.
 
     Raises:
         InvalidInputError: if an id or a field is missing or has the wrong type.
     """
-    room = ids.room_id(room_id)
+    if not isinstance(room_id, str):
+        raise InvalidInputError("key backup room id is not a string")
+    room = _valid_room(room_id)
     if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_SESSION_ID:
         raise InvalidInputError("key backup session id is invalid")
     if not isinstance(data, dict):
@@ -79,20 +87,22 @@ def parse_key_backup_data(room_id: object, session_id: object, data: object) -> 
     )
 
 
+# Unpadded standard base64 of 32 bytes: 43 characters, the last holding 2 bits.
+_KEY_RE = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=?")
+
+
 def _key(value: object, name: str) -> str:
-    """An unpadded base64 32-byte public key, normalised."""
-    try:
-        if isinstance(value, str) and len(value) <= 64:
-            raw = vz.b64decode(value)
-            if len(raw) == 32:
-                return vz.b64encode(raw)
-    except (ValueError, binascii.Error):
-        pass
+    """A 32-byte public key in base64, normalised to the unpadded form."""
+    if isinstance(value, str) and _KEY_RE.fullmatch(value):
+        return value[:43]
     raise InvalidInputError(f"backed-up session {name} is not a 32-byte key")
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-JSON number {name}")
+
+
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def parse_session_data(plaintext: bytes) -> BackedUpSession:
@@ -103,7 +113,7 @@ def parse_session_data(plaintext: bytes) -> BackedUpSession:
         UnknownAlgorithmError: if the session is not a Megolm session.
     """
     try:
-        data = json.loads(plaintext.decode("utf-8"), parse_constant=_reject_constant)
+        data = _JSON.decode(plaintext.decode("utf-8"))
     except (ValueError, RecursionError):
         raise InvalidInputError("backed-up session data is not JSON") from None
     if not isinstance(data, dict):

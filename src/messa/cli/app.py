@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 
 from messa import __version__
-from messa.cli.commands import demo, devices, homeserver, messages, rooms, session
+from messa.cli.commands import ai, demo, devices, homeserver, messages, rooms, session, verify
 from messa.cli.context import PROFILE_ENV, CliState, default_profile
 from messa.cli.exitcodes import ExitCode, classify, exit_codes_help
 from messa.cli.output import Output
@@ -97,6 +97,9 @@ app.command("send")(messages.send)
 app.command("history")(messages.history)
 app.command("listen")(messages.listen)
 app.add_typer(devices.app, name="devices")
+app.command("verify")(verify.verify)
+app.add_typer(verify.keys_app, name="keys")
+app.add_typer(ai.app, name="ai")
 app.add_typer(homeserver.app, name="homeserver")
 app.command("demo")(demo.demo)
 

@@ -13,6 +13,7 @@ from messa.errors import (
     AIError,
     ClientClosedError,
     ConfigError,
+    EngineUnavailableError,
     HomeserverError,
     HomeserverNotInstalledError,
     KeyringUnavailableError,
@@ -51,6 +52,8 @@ class ExitCode(enum.IntEnum):
     HOMESERVER_ERROR = 11
     SERVER_REFUSED = 12
     STORE_ERROR = 13
+    VERIFICATION_FAILED = 14
+    AI_UNAVAILABLE = 15
     INTERRUPTED = 130
 
     @property
@@ -74,6 +77,8 @@ DESCRIPTIONS: dict[ExitCode, str] = {
     ExitCode.HOMESERVER_ERROR: "the embedded homeserver failed to start, stop, or is not running",
     ExitCode.SERVER_REFUSED: "the homeserver refused the request or sent an invalid answer",
     ExitCode.STORE_ERROR: "the profile's store is damaged, from a newer Messa, or unusable",
+    ExitCode.VERIFICATION_FAILED: "verification cancelled (by either side) or emoji did not match",
+    ExitCode.AI_UNAVAILABLE: "AI engine unavailable here (the message says how to enable one)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",
 }
 
@@ -106,6 +111,7 @@ _TABLE: tuple[tuple[type[BaseException], ExitCode], ...] = (
     (HomeserverError, ExitCode.HOMESERVER_ERROR),
     (RemoteInputError, ExitCode.SERVER_REFUSED),
     (ConfigError, ExitCode.USAGE),
+    (EngineUnavailableError, ExitCode.AI_UNAVAILABLE),
     (AIError, ExitCode.ERROR),
     (LocalError, ExitCode.ERROR),
     (TimeoutError, ExitCode.TIMEOUT),
@@ -124,6 +130,8 @@ _PREFIX: dict[ExitCode, str] = {
     ExitCode.SERVER_REFUSED: "the homeserver refused",
     ExitCode.HOMESERVER_ERROR: "embedded homeserver",
     ExitCode.TIMEOUT: "timed out",
+    ExitCode.VERIFICATION_FAILED: "verification failed",
+    ExitCode.AI_UNAVAILABLE: "AI engine unavailable",
 }
 
 # C0/C1 controls (terminal escape sequences included) and bidi overrides: text
@@ -144,6 +152,8 @@ def _detail(exc: BaseException) -> str:
         # The server's own words (untrusted, hence one_line) after its errcode.
         parts = [str(exc.status), exc.errcode or "", exc.error or ""]
         return " ".join(p for p in parts if p)
+    if isinstance(exc, EngineUnavailableError) and exc.how_to_enable:
+        return f"{exc}; to enable: {exc.how_to_enable}"
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     text = str(exc)

@@ -136,6 +136,7 @@ class FakeBackupServer:
         self.versions: dict[str, _Version] = {}
         self.current: str | None = None
         self.log: list[tuple[str, str]] = []
+        self.refuse_writes = False  # answer every key upload with "wrong version"
         self._next = 1
 
     def transport(self) -> httpx.MockTransport:
@@ -194,7 +195,7 @@ class FakeBackupServer:
     def _keys(self, method: str, version: str, parts: list[str], body: Any) -> httpx.Response:
         v = self.versions[version]
         if method == "PUT":
-            if version != self.current:
+            if version != self.current or self.refuse_writes:
                 return httpx.Response(
                     403,
                     json={

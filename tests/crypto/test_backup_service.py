@@ -247,3 +247,16 @@ async def test_no_backup_on_the_server(world: World, api: MatrixApi) -> None:
     with pytest.raises(NotFoundError):
         await svc.enable()
     assert (await svc.status()).reason == "no backup"
+
+
+async def test_a_server_that_keeps_moving_the_backup_is_not_followed_forever(
+    world: World, server: FakeBackupServer, api: MatrixApi
+) -> None:
+    alice = BackupDevice(world, ALICE, "ALICE1")
+    bob = world.party(BOB, "BOB1")
+    receive_group_session(alice.party, bob)
+    svc = service(alice, api)
+    await svc.create()
+    server.refuse_writes = True
+    assert await svc.upload_pending() == 0
+    assert 1 < len(server.puts()) <= 3

@@ -41,6 +41,7 @@ ProgressCallback = Callable[[RestoreProgress], None]
 RoomKeysCallback = Callable[[list[RoomKeyInfo]], Awaitable[None] | None]
 
 _STREAM_BATCH = 1000
+_MAX_SWITCHES = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +159,7 @@ class BackupService:
         """
         uploaded = 0
         sent = 0
+        switches = 0
         async with self._lock:
             while max_requests is None or sent < max_requests:
                 request = self._machine.upload_request()
@@ -170,7 +172,9 @@ class BackupService:
                     self._machine.upload_failed(request.request_id)
                     if not (is_wrong_version(exc) or isinstance(exc, NotFoundError)):
                         raise
-                    if await self._follow_new_version():
+                    switches += 1
+                    # A server that keeps moving the backup must not keep us looping.
+                    if switches <= _MAX_SWITCHES and await self._follow_new_version():
                         continue
                     break
                 except BaseException:

@@ -30,7 +30,9 @@ import httpx
 
 from messa._clock import Clock, SystemClock
 from messa.client.ai import AIMixin
+from messa.client.backup_ops import BackupMixin
 from messa.client.media import MediaMixin
+from messa.client.recovery import RecoveryMixin
 from messa.client.room_ops import RoomOpsMixin
 from messa.client.session import SessionInfo, load_session, save_session
 from messa.client.sync import SyncOutcome, SyncProcessor, load_sync_token
@@ -60,7 +62,7 @@ _KEY_REQUEST_DELAY_MS = 5_000
 EventCallback = Callable[[TimelineEvent], Awaitable[None] | None]
 
 
-class MessaClient(RoomOpsMixin, MediaMixin, AIMixin, TrustMixin):
+class MessaClient(RoomOpsMixin, MediaMixin, AIMixin, TrustMixin, RecoveryMixin, BackupMixin):
     """An end-to-end encrypted Matrix client bound to one device's store.
 
     Use it as an async context manager. All state (keys, rooms, decrypted
@@ -266,11 +268,22 @@ class MessaClient(RoomOpsMixin, MediaMixin, AIMixin, TrustMixin):
         outcome = processor.process(resp, initial=since is None)
         self._ask_for_missing_keys(w, outcome)
         await w.pump.flush()
+        await self._backup_after_sync(outcome)
         for msg in w.machine.trust.take_room_messages():
             await self._send_room_verification(msg)
         await self._emit(outcome)
         self._synced.set()
         return outcome
+
+    async def _backup_after_sync(self, outcome: SyncOutcome) -> None:
+        """Keep the key backup current and use it for keys we are missing."""
+        try:
+            await self.upload_backup()
+            for rec in outcome.new_events:
+                if rec.utd_reason is not None and rec.session_id is not None:
+                    await self._fetch_from_backup(rec)
+        except MessaError as exc:  # the backup must never break syncing
+            log.warning("key backup step failed: %s", type(exc).__name__)
 
     def _ask_for_missing_keys(self, w: Wiring, outcome: SyncOutcome) -> None:
         """Ask our other devices for keys that did not arrive within a few seconds.

@@ -27,6 +27,7 @@ from typing import Any
 
 from messa._clock import Clock, SystemClock
 from messa.crypto.account import AccountMachine
+from messa.crypto.backup import BackupMachine
 from messa.crypto.context import CryptoContext
 from messa.crypto.identities import DeviceTracker
 from messa.crypto.interfaces import AllDevicesPolicy, DecryptedOlmEvent, SharingPolicy
@@ -43,7 +44,7 @@ from messa.errors import CryptoError, RemoteInputError
 from messa.store.base import Changes, Store
 from messa.types.events import DecryptionResult, UnableToDecrypt, UtdReason
 from messa.types.ids import DeviceId, RoomId, UserId
-from messa.types.keys import OLM_ALGORITHM, Device, LocalTrust
+from messa.types.keys import OLM_ALGORITHM, Device, LocalTrust, TrustState
 from messa.types.requests import (
     KeysClaimRequest,
     KeysQueryRequest,
@@ -113,6 +114,14 @@ class OlmMachine:
         self.inbound = InboundGroupSessions(self._ctx, self.devices)
         self.trust = TrustHub(self._ctx, self.account, self.devices, self.olm)
         self.key_requests = KeyRequests(self._ctx, self.devices, self.olm, self.inbound)
+        self.backup = BackupMachine(
+            self._ctx,
+            self.account,
+            self.inbound,
+            devices=self.devices,
+            trusted_keys=self._trusted_own_keys,
+        )
+        self.trust.attach_backup(self.backup)
         self._key_out: list[ToDeviceRequest] = []
         self._in_flight: dict[str, OutgoingRequest] = {}
 
@@ -213,6 +222,18 @@ class OlmMachine:
             self.trust.receive_decrypted(ev, result.trust)
         else:
             result.events.append(ev)
+
+    def _trusted_own_keys(self) -> dict[str, str]:
+        """Our own Ed25519 keys we trust: this device, verified own devices, trusted master."""
+        keys = {f"ed25519:{self.device_id}": str(self.account.ed25519)}
+        for device in self.devices.get_user_devices(self.user_id).values():
+            if device.trust is TrustState.VERIFIED:
+                keys[f"ed25519:{device.device_id}"] = str(device.ed25519)
+        own = self.devices.get_identity(self.user_id)
+        if own is not None and own.verified:
+            master = str(own.master_key.public_key)
+            keys[f"ed25519:{master}"] = master
+        return keys
 
     def _queue_key(self, request: ToDeviceRequest | None) -> None:
         if request is not None:

@@ -7,11 +7,12 @@ events that concern them, and collects what they want sent. The facade
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from messa.crypto.account import AccountMachine
+from messa.crypto.backup import BackupMachine
 from messa.crypto.context import CryptoContext
 from messa.crypto.cross_signing import SECRET_NAMES, CrossSigningMachine, VerificationTrust
 from messa.crypto.identities import DeviceTracker
@@ -34,7 +35,6 @@ from messa.crypto.verification import (
 from messa.types.ids import DeviceId, RoomId, UserId
 from messa.types.requests import OutgoingRequest, ToDeviceRequest
 
-_BACKUP_KEY = "crypto.backup.private_key"
 _CS_NAMES = (CROSS_SIGNING_MASTER, CROSS_SIGNING_SELF_SIGNING, CROSS_SIGNING_USER_SIGNING)
 
 
@@ -69,13 +69,21 @@ class TrustHub:
             secret_provider=self._provide_secret,
             validator=self._validate_secret,
         )
-        self.backup_public_key: Callable[[], str | None] = lambda: None
-        """Returns the public key of the trusted backup version (set by the backup wiring)."""
+        self._backup: BackupMachine | None = None
         self._to_device: list[ToDeviceRequest] = []
         self._room_messages: list[RoomMessageRequest] = []
         self._received_cs: dict[str, str] = {}
 
     # -- secrets -----------------------------------------------------------------
+
+    def attach_backup(self, backup: BackupMachine) -> None:
+        """The backup machine whose key and version the backup secret is checked against."""
+        self._backup = backup
+
+    def backup_public_key(self) -> str | None:
+        """Public key of the backup version we trust and upload to, if any."""
+        active = self._backup.active if self._backup is not None else None
+        return active.public_key if active is not None else None
 
     def _provide_secret(self, name: str) -> str | None:
         if name in _CS_NAMES:
@@ -87,9 +95,9 @@ class TrustHub:
                 CROSS_SIGNING_SELF_SIGNING: seeds.self_signing,
                 CROSS_SIGNING_USER_SIGNING: seeds.user_signing,
             }[name]
-        if name == MEGOLM_BACKUP:
-            raw = self._ctx.store.get_value(_BACKUP_KEY)
-            return raw.decode() if raw else None
+        if name == MEGOLM_BACKUP and self._backup is not None:
+            key = self._backup.decryption_key
+            return key.to_base64() if key is not None else None
         return None
 
     def validator(self) -> PublicKeyValidator:
@@ -111,10 +119,11 @@ class TrustHub:
         self.validator()(name, secret)
 
     def store_backup_key(self, private_key_b64: str) -> None:
-        """Keep the (validated) backup private key, sealed in the store."""
+        """Keep the backup private key, checked against the backup version we trust."""
         self.validator()(MEGOLM_BACKUP, private_key_b64)
-        with self._ctx.batch() as changes:
-            changes.values[_BACKUP_KEY] = private_key_b64.encode()
+        if self._backup is not None:
+            with self._ctx.batch():
+                self._backup.set_decryption_key(private_key_b64)
 
     def backup_private_key(self) -> str | None:
         """The backup private key we hold, if any (secret: never log it)."""

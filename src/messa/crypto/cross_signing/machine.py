@@ -293,6 +293,10 @@ class CrossSigningMachine:
             )
         return key, own
 
+    def master_signer(self) -> SigningKey | None:
+        """Our private master key, if held, to sign with (e.g. a backup's ``auth_data``)."""
+        return self._current().master
+
     def can_sign(self, usage: CrossSigningUsage) -> bool:
         """Whether we hold the private key of this usage and it is the published one."""
         try:

@@ -1,0 +1,127 @@
+"""Server-side key backup on the client: enable, upload as we go, restore, fetch on demand.
+
+Room keys are backed up encrypted to a backup key only the user holds (in
+secret storage, under the recovery key). A backup version is used only if
+its ``auth_data`` is signed by a key we trust; sessions restored from it are
+never shown as verified.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from messa.client.backup import BackupService, BackupStatus
+from messa.client.timeline import retry_record
+from messa.crypto.backup import JsonSigner, RestoreProgress
+from messa.crypto.megolm import RoomKeyInfo
+from messa.errors import CryptoError, MatrixError, NotFoundError
+from messa.store.base import TimelineRecord
+
+if TYPE_CHECKING:
+    from messa.client.wiring import Wiring
+    from messa.store.base import Store
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[RestoreProgress], None]
+
+
+class BackupMixin:
+    """Key backup of :class:`~messa.client.MessaClient`."""
+
+    if TYPE_CHECKING:
+        _store: Store
+
+        @property
+        def _w(self) -> Wiring: ...
+
+    _backup_service: BackupService | None = None
+    _backup_decrypted: int = 0
+
+    @property
+    def _backup(self) -> BackupService:
+        w = self._w
+        if self._backup_service is None:
+            self._backup_service = BackupService(
+                w.machine.backup, w.api, self._store, on_room_keys=self._retry_waiting_for
+            )
+        return self._backup_service
+
+    def _retry_waiting_for(self, infos: list[RoomKeyInfo]) -> None:
+        """Decrypt stored events that waited for these sessions (one commit)."""
+        w = self._w
+        updated: list[TimelineRecord] = []
+        with w.machine.batch() as changes:
+            for info in infos:
+                for waiting in self._store.get_waiting_events(info.room_id, info.session_id):
+                    rec = retry_record(waiting, w.machine)
+                    if rec is not None:
+                        changes.timeline.append(rec)
+                        updated.append(rec)
+        self._backup_decrypted += sum(1 for r in updated if r.utd_reason is None)
+
+    async def enable_backup(self) -> str:
+        """Back up room keys to the server from now on; return the backup version.
+
+        Uses the server's current backup when we trust it and hold its key;
+        otherwise creates a new version signed by this device and, when we
+        hold it, our master cross-signing key.
+        """
+        service = self._backup
+        backup = self._w.machine.backup
+        active = backup.active
+        if active is not None and backup.decryption_key is not None:
+            return active.version
+        current = await service.current_version()
+        if current is not None and backup.decryption_key is not None:
+            try:
+                enabled = await service.enable(current.version)
+            except (MatrixError, CryptoError) as exc:
+                log.info("current backup not usable (%s); creating one", type(exc).__name__)
+            else:
+                await self.upload_backup()
+                return enabled.version
+        signers = []
+        master = self._w.machine.trust.cross_signing.master_signer()
+        if master is not None:
+            signers.append(JsonSigner(master.key_id, master.sign))
+        version = await service.create(signers)  # the machine uploads to it from now on
+        await self.upload_backup()
+        return version.version
+
+    async def upload_backup(self) -> int:
+        """Upload room keys not yet in the backup; returns how many were stored."""
+        if self._w.machine.backup.active is None:
+            return 0
+        return await self._backup.upload_pending()
+
+    async def use_backup_key(self, private_key_b64: str) -> None:
+        """Take a backup key from secret storage or the user, for the current backup."""
+        await self._backup.enable(key=private_key_b64)
+
+    async def restore_backup(
+        self, *, progress: Progress | None = None, version: str | None = None
+    ) -> tuple[int, int]:
+        """Restore room keys from the server's backup; returns (sessions, events decrypted).
+
+        Restored sessions are marked unauthenticated: history they decrypt is
+        never shown as verified.
+        """
+        self._backup_decrypted = 0
+        result = await self._backup.restore(version, progress)
+        return result.imported, self._backup_decrypted
+
+    async def backup_status(self) -> BackupStatus:
+        """The server's backup and this device's part in it."""
+        return await self._backup.status()
+
+    async def _fetch_from_backup(self, rec: TimelineRecord) -> None:
+        """One session from the backup for an event that could not be decrypted."""
+        if rec.session_id is None or self._w.machine.backup.decryption_key is None:
+            return
+        try:
+            await self._backup.fetch_session(rec.room_id, rec.session_id)
+        except (MatrixError, NotFoundError) as exc:
+            log.info("backup fetch failed: %s", type(exc).__name__)

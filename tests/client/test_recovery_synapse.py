@@ -95,3 +95,33 @@ async def test_new_device_restores_history_of_several_rooms(
     # The new device is now cross-signed by alice's identity: alice's first device trusts it.
     devices = {d.device_id: d for d in await alice.devices(alice_u.user_id)}
     assert devices[fresh.device_id].trust >= TrustState.CROSS_SIGNED
+
+
+async def test_key_export_file_moves_history_to_a_new_device(
+    new_user, make_client, tmp_path
+) -> None:
+    alice_u, bob_u = new_user("alice"), new_user("bob")
+    alice = await make_client(alice_u, "alice")
+    bob = await make_client(bob_u, "bob")
+    room = await alice.create_room("export", invite=[bob_u.user_id])
+    await _sync_until(bob, lambda: any(r.room_id == room for r in bob.rooms()))
+    await bob.join(room)
+    await alice.sync_once(timeout_ms=100)
+    await bob.send_text(room, "exported history line")
+    await _sync_until(alice, lambda: "exported history line" in _bodies(alice, room))
+
+    path = tmp_path / "keys.txt"
+    exported = alice.export_keys(path, "export passphrase")
+    assert exported.exported >= 1
+    assert path.stat().st_mode & 0o077 == 0
+    assert path.read_text().startswith("-----BEGIN MEGOLM SESSION DATA-----")
+
+    fresh = await make_client(alice_u, "alice-import")
+    await fresh.sync_once(timeout_ms=100)
+    await _history(fresh, room)
+    before = [e for e in fresh.timeline(room, limit=1000) if e.utd is not None]
+    assert before, "the new device should not read the old history before the import"
+    result, decrypted = fresh.import_keys(path, "export passphrase")
+    assert result.imported >= 1 and decrypted >= 1
+    line = next(e for e in fresh.timeline(room, limit=1000) if e.body == "exported history line")
+    assert not line.verified

@@ -31,6 +31,7 @@ import httpx
 from messa._clock import Clock, SystemClock
 from messa.client.ai import AIMixin
 from messa.client.backup_ops import BackupMixin
+from messa.client.keys_io import KeysIOMixin
 from messa.client.media import MediaMixin
 from messa.client.recovery import RecoveryMixin
 from messa.client.room_ops import RoomOpsMixin
@@ -62,7 +63,9 @@ _KEY_REQUEST_DELAY_MS = 5_000
 EventCallback = Callable[[TimelineEvent], Awaitable[None] | None]
 
 
-class MessaClient(RoomOpsMixin, MediaMixin, AIMixin, TrustMixin, RecoveryMixin, BackupMixin):
+class MessaClient(
+    RoomOpsMixin, MediaMixin, AIMixin, TrustMixin, RecoveryMixin, BackupMixin, KeysIOMixin
+):
     """An end-to-end encrypted Matrix client bound to one device's store.
 
     Use it as an async context manager. All state (keys, rooms, decrypted

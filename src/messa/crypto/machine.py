@@ -142,6 +142,11 @@ class OlmMachine:
         """Our Curve25519 and Ed25519 identity keys."""
         return dict(self.account.identity_keys)
 
+    @property
+    def context(self) -> CryptoContext:
+        """The shared context (for bulk operations that commit in batches of their own)."""
+        return self._ctx
+
     @contextmanager
     def batch(self) -> Iterator[Changes]:
         """Group several operations (and the caller's writes) into one commit."""

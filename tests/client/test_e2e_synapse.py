@@ -10,6 +10,8 @@ import pytest
 from messa.client import MessaClient
 from messa.homeserver import EmbeddedHomeserver
 
+from .conftest import verify_own_device
+
 pytestmark = pytest.mark.integration
 
 
@@ -37,6 +39,9 @@ async def test_two_users_two_devices_encrypted_chat(
     secret2 = "reply from bob: purple giraffe 91c2"
     secret3 = "second device of alice speaks 55aa"
     file_bytes = b"confidential file payload d00dfeed" * 10
+
+    # alice2 is a later device of alice: it gets room keys once verified from alice's first.
+    await verify_own_device(alice, alice2)
 
     room = await alice.create_room("Plans", invite=[bob_u.user_id])
     await _sync_until(bob, lambda: any(r.room_id == room for r in bob.rooms()))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from messa.crypto.interfaces import AllDevicesPolicy
 from messa.homeserver import EmbeddedHomeserver
 
 nio = pytest.importorskip("nio")
@@ -40,7 +41,9 @@ async def test_messa_and_nio_talk_both_ways(
     homeserver: EmbeddedHomeserver, new_user, make_client, tmp_path: Path
 ) -> None:
     alice_u, nio_u = new_user("alice"), new_user("niopeer")
-    alice = await make_client(alice_u, "alice")
+    # nio has no cross-signing: its device is never cross-signed, so Messa shares
+    # with it only under the all-devices policy.
+    alice = await make_client(alice_u, "alice", policy=AllDevicesPolicy())
     peer = await _nio_client(homeserver, nio_u, tmp_path / "nio")
     received: list[str] = []
 
@@ -123,5 +126,48 @@ async def test_messa_decrypts_nio_messages_sent_before_it_synced(
             if "first words from nio" in [e.body for e in bob.timeline(room)]:
                 break
         assert "first words from nio" in [e.body for e in bob.timeline(room)]
+    finally:
+        await peer.close()
+
+
+async def test_default_policy_withholds_keys_from_a_device_without_cross_signing(
+    homeserver: EmbeddedHomeserver, new_user, make_client, tmp_path: Path
+) -> None:
+    """By default Messa shares room keys only with cross-signed devices: nio gets m.unverified."""
+    alice_u, nio_u = new_user("alice"), new_user("niostrict")
+    alice = await make_client(alice_u, "alice")
+    peer = await _nio_client(homeserver, nio_u, tmp_path / "nio3")
+    undecrypted: list[object] = []
+    received: list[str] = []
+
+    async def on_megolm(room, event) -> None:
+        undecrypted.append(event)
+
+    async def on_text(room, event) -> None:
+        received.append(event.body)
+
+    peer.add_event_callback(on_megolm, nio.MegolmEvent)
+    peer.add_event_callback(on_text, nio.RoomMessageText)
+    try:
+        room = await alice.create_room("strict", invite=[nio_u.user_id])
+        await _nio_sync(peer)
+        await peer.join(room)
+        await _nio_sync(peer)
+        await alice.sync_once(timeout_ms=200)
+        await alice.send_text(room, "not for unverified devices")
+        for _ in range(10):
+            await _nio_sync(peer)
+            if undecrypted:
+                break
+        assert undecrypted, "nio should see an event it cannot decrypt"
+        assert "not for unverified devices" not in received
+        shared = alice._store.get_outbound_group_session(room)
+        assert shared is not None
+        codes = [
+            info.get("withheld")
+            for devices in shared.shared_with.values()
+            for info in devices.values()
+        ]
+        assert "m.unverified" in codes
     finally:
         await peer.close()

@@ -41,7 +41,7 @@ from messa.client.timeline import to_event
 from messa.client.trust import TrustMixin
 from messa.client.wiring import Wiring
 from messa.crypto.account import prepare_relogin
-from messa.crypto.interfaces import SharingPolicy
+from messa.crypto.interfaces import ExcludeInsecurePolicy, SharingPolicy
 from messa.errors import (
     ClientClosedError,
     ConfigError,
@@ -75,8 +75,12 @@ class MessaClient(
         store: The device's store (see :func:`messa.store.open_store`).
         transport: An ``httpx`` transport to use instead of the network (tests).
         clock: Time source (tests use a fake one).
-        sharing_policy: Who receives our room keys; by default every device
-            that is not blocked.
+        sharing_policy: Who receives our room keys. By default only devices
+            cross-signed by their owner (or verified by us) get them; the
+            others are told why with ``m.room_key.withheld`` (``m.unverified``).
+            Pass :class:`~messa.crypto.interfaces.AllDevicesPolicy` to share
+            with every device that is not blocked (e.g. peers without
+            cross-signing).
     """
 
     def __init__(
@@ -90,7 +94,7 @@ class MessaClient(
         self._store = store
         self._transport = transport
         self._clock = clock or SystemClock()
-        self._policy = sharing_policy
+        self._policy = sharing_policy or ExcludeInsecurePolicy()
         self._wiring: Wiring | None = None
         self._closed = False
         self._sync_task: asyncio.Task[None] | None = None
@@ -240,6 +244,10 @@ class MessaClient(
         with wiring.machine.batch() as changes:
             save_session(changes, session)
         await wiring.pump.flush()  # uploads device and one-time keys
+        # A new account gets its cross-signing identity at once, so that its
+        # devices count as cross-signed; a later device of the same account
+        # is verified from an existing one (or restored) instead.
+        await self.bootstrap_cross_signing(password)
         return session
 
     async def logout(self) -> None:

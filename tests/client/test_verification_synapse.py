@@ -83,3 +83,63 @@ async def test_emoji_verification_trusts_the_other_users_cross_signed_devices(
     assert bob_devices[bob.device_id].trust is TrustState.VERIFIED
     # bob2 is not cross-signed by bob: a verified user's unsigned device is not trusted.
     assert bob_devices[bob2.device_id].trust is TrustState.UNVERIFIED
+
+
+@pytest.mark.parametrize("in_room", [False, True], ids=["to-device", "in-room"])
+async def test_qr_verification_show_scan_reciprocate(new_user, make_client, in_room: bool) -> None:
+    alice_u, bob_u = new_user("alice"), new_user("bob")
+    alice = await make_client(alice_u, "alice")
+    bob = await make_client(bob_u, "bob")
+    room = None
+    if in_room:
+        room = await alice.create_room("qr", invite=[bob_u.user_id])
+        await _until(lambda: any(r.room_id == room for r in bob.rooms()), bob)
+        await bob.join(room)
+        await alice.sync_once(timeout_ms=100)
+    await alice.devices(bob.user_id)
+    await bob.devices(alice.user_id)
+
+    req_a = await alice.request_verification(
+        bob.user_id, None if in_room else bob.device_id, room=room
+    )
+    await _until(lambda: bob.incoming_verifications(), bob)
+    req_b = bob.incoming_verifications()[0]
+    await bob.accept_verification(req_b)
+    await _until(lambda: req_a.state is RequestState.READY, alice)
+
+    shown = req_b.qr_code()  # bob shows a code; alice's camera reads its bytes
+    assert shown is not None
+    await alice.scan_qr_code(req_a, shown.encode())
+    await _until(lambda: req_b.state is RequestState.STARTED or req_b.is_final, bob)
+    await bob.confirm_qr_scanned(req_b)  # bob's user confirms alice scanned it
+    await _until(
+        lambda: req_a.state is RequestState.DONE and req_b.state is RequestState.DONE, alice, bob
+    )
+    identity = alice.identity(bob.user_id)
+    assert identity is not None and identity.verified
+    identity_b = bob.identity(alice.user_id)
+    assert identity_b is not None and identity_b.verified
+    devices = {d.device_id: d for d in await alice.devices(bob.user_id)}
+    assert devices[bob.device_id].trust is TrustState.VERIFIED
+
+
+async def test_tampered_qr_secret_cancels(new_user, make_client) -> None:
+    alice_u, bob_u = new_user("alice"), new_user("bob")
+    alice = await make_client(alice_u, "alice")
+    bob = await make_client(bob_u, "bob")
+    await alice.devices(bob.user_id)
+    await bob.devices(alice.user_id)
+    req_a = await alice.request_verification(bob.user_id, bob.device_id)
+    await _until(lambda: bob.incoming_verifications(), bob)
+    req_b = bob.incoming_verifications()[0]
+    await bob.accept_verification(req_b)
+    await _until(lambda: req_a.state is RequestState.READY, alice)
+    shown = req_b.qr_code()
+    assert shown is not None
+    data = bytearray(shown.encode())
+    data[-1] ^= 0xFF  # the shared secret is at the end of the payload
+    await alice.scan_qr_code(req_a, bytes(data))
+    await _until(lambda: req_b.is_final, bob)
+    assert req_b.state is RequestState.CANCELLED
+    identity = alice.identity(bob.user_id)
+    assert identity is None or not identity.verified

@@ -335,6 +335,23 @@ class UnknownRoomError(ClientError, LocalError):
     """The room id or alias is not known to this client."""
 
 
+class VerifiedIdentityChangedError(ClientError, LocalError):
+    """Sending stopped: a user we verified now shows another identity.
+
+    Their old verification no longer holds; someone may be impersonating
+    them. Re-verify them, or accept the change with ``pin_identity``, then
+    send again. ``users`` lists who changed.
+    """
+
+    def __init__(self, users: list[str]) -> None:
+        super().__init__(
+            "the identity of a verified user changed: "
+            + ", ".join(users)
+            + " (verify again, or accept the change with pin_identity)"
+        )
+        self.users = users
+
+
 class ClientClosedError(ClientError, LocalError):
     """The client was used after it was closed."""
 

@@ -6,6 +6,7 @@ import pytest
 
 from messa.client import MessaClient
 from messa.crypto.verification import RequestState
+from messa.errors import VerifiedIdentityChangedError
 from messa.types.keys import TrustState
 
 pytestmark = pytest.mark.integration
@@ -143,3 +144,32 @@ async def test_tampered_qr_secret_cancels(new_user, make_client) -> None:
     assert req_b.state is RequestState.CANCELLED
     identity = alice.identity(bob.user_id)
     assert identity is None or not identity.verified
+
+
+async def test_verified_users_identity_replaced_alerts_and_stops_sending(
+    new_user, make_client
+) -> None:
+    alice_u, bob_u = new_user("alice"), new_user("bob")
+    alice = await make_client(alice_u, "alice")
+    bob = await make_client(bob_u, "bob")
+    room = await alice.create_room("identity", invite=[bob_u.user_id])
+    await _until(lambda: any(r.room_id == room for r in bob.rooms()), bob)
+    await bob.join(room)
+    await alice.sync_once(timeout_ms=100)
+    await _emoji_verify(alice, bob, room=None)
+    await alice.send_text(room, "while verified")
+    await _until(lambda: "while verified" in [e.body for e in bob.timeline(room)], bob)
+
+    await bob.reset_cross_signing(bob_u.password)  # bob's identity is replaced on the server
+    await _until(lambda: bob.user_id in [i.user_id for i in alice.identity_alerts()], alice)
+    (alert,) = [i for i in alice.identity_alerts() if i.user_id == bob.user_id]
+    assert alert.verification_violation
+    # Sending stops until alice re-verifies bob or accepts the change.
+    with pytest.raises(VerifiedIdentityChangedError) as info:
+        await alice.send_text(room, "after the identity change")
+    assert info.value.users == [bob.user_id]
+    assert alice._w.outbox.pending() == []
+    alice.pin_identity(bob.user_id)
+    assert alice.identity(bob.user_id).verified is False  # type: ignore[union-attr]
+    await alice.send_text(room, "after accepting the change")
+    await _until(lambda: "after accepting the change" in [e.body for e in bob.timeline(room)], bob)

@@ -6,9 +6,9 @@ import dataclasses
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from messa.client.rooms import Room, apply_state, new_room
+from messa.client.rooms import Room, apply_state, key_recipients, new_room
 from messa.client.timeline import build_record
-from messa.errors import NotFoundError, UnknownRoomError
+from messa.errors import NotFoundError, UnknownRoomError, VerifiedIdentityChangedError
 from messa.types.ids import EventId, RoomId, UserId, is_room_alias, room_id, user_id
 from messa.types.keys import MEGOLM_ALGORITHM
 
@@ -172,8 +172,21 @@ class RoomOpsMixin:
         """Send any room event (encrypted if the room is)."""
         w = self._w
         rid = self._resolve_known(room)
+        self._check_verified_identities(rid)
         txn = w.outbox.enqueue(rid, event_type, content)
         return await w.outbox.deliver(txn)
+
+    def _check_verified_identities(self, rid: RoomId) -> None:
+        """Refuse to send to a room where a verified user's identity changed."""
+        rec = self._store.get_room(rid)
+        if rec is None or rec.encryption is None:
+            return
+        members = set(key_recipients(rec))
+        changed = [
+            i.user_id for i in self._w.machine.devices.identity_violations() if i.user_id in members
+        ]
+        if changed:
+            raise VerifiedIdentityChangedError(sorted(changed))
 
     async def fetch_history(self, room: str, *, limit: int = 50) -> int:
         """Fetch older events from the server into the store; returns how many.

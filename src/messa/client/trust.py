@@ -58,11 +58,24 @@ class TrustMixin:
             ConfigError: if the server needs the password and none was given.
         """
         w = self._w
-        machine = w.machine
         await w.pump.flush()
         await self._refresh_own_devices()
-        if machine.devices.get_identity(w.session.user_id) is not None:
+        if w.machine.devices.get_identity(w.session.user_id) is not None:
             return False
+        await self._publish_cross_signing(password)
+        return True
+
+    async def reset_cross_signing(self, password: str | None = None) -> None:
+        """Replace the account's cross-signing identity with fresh keys.
+
+        Everyone who verified this account sees an identity change and must
+        verify again; do this only when the old keys are lost or compromised.
+        """
+        await self._publish_cross_signing(password)
+
+    async def _publish_cross_signing(self, password: str | None) -> None:
+        w = self._w
+        machine = w.machine
         req = machine.trust.cross_signing.bootstrap()
         try:
             await w.api.device_signing_upload(req.body())
@@ -76,7 +89,6 @@ class TrustMixin:
             machine.trust.cross_signing.mark_upload_sent(req.request_id)
         await w.pump.flush()  # re-query our identity, then sign this device
         await w.pump.flush()
-        return True
 
     async def _refresh_own_devices(self) -> None:
         w = self._w
@@ -85,6 +97,21 @@ class TrustMixin:
         with machine.batch():
             machine.devices.mark_changed([w.session.user_id])
         await w.pump.flush()
+
+    def identity_alerts(self) -> list[UserIdentity]:
+        """Users whose identity changed since we pinned or verified it (alert the user).
+
+        ``verification_violation`` is set for users we had verified: their
+        devices are no longer trusted until the user re-verifies or accepts
+        the change with :meth:`pin_identity`.
+        """
+        return self._w.machine.devices.changed_identities()
+
+    def pin_identity(self, user: str) -> UserIdentity:
+        """Accept a user's changed identity (their earlier verification is withdrawn)."""
+        w = self._w
+        with w.machine.batch():
+            return w.machine.devices.pin_identity(user_id(user))
 
     def identity(self, user: str) -> UserIdentity | None:
         """A user's cross-signing identity as we know it (``None`` if none is known)."""

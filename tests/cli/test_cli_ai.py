@@ -100,8 +100,10 @@ def chat(homeserver: EmbeddedHomeserver, tmp_path_factory: pytest.TempPathFactor
     new_user = make_user_factory(homeserver)
     base = tmp_path_factory.mktemp("ai-profiles")
     erin, frank = new_user("erin"), new_user("frank")
-    login(runner, homeserver, erin, base / "erin")
-    login(runner, homeserver, frank, base / "frank")
+    for user, name in ((erin, "erin"), (frank, "frank")):
+        login(runner, homeserver, user, base / name)
+        # Cross-signed devices: room keys go only to those by default.
+        assert runner("keys", "bootstrap", profile=base / name).code == OK
     created = runner("rooms", "create", "--invite", frank.user_id, "--json", profile=base / "erin")
     assert created.code == OK, created
     room = created.json()["room_id"]

@@ -56,44 +56,43 @@ def test_trust_block_unblock_round_trip(
     carol_profile, dave_profile = tmp_path / "carol", tmp_path / "dave"
     carol_device = login(messa, homeserver, carol, carol_profile)
     dave_device = login(messa, homeserver, dave, dave_profile)
+    published = messa("keys", "bootstrap", "--json", profile=dave_profile)
+    assert published.code == OK, published
+    # dave's second device: his account has keys, but they have not signed this device.
+    dave2_device = login(messa, homeserver, dave, tmp_path / "dave2")
 
-    def listed() -> tuple[dict[str, object] | None, dict[str, object]]:
+    def listed(device_id: str) -> tuple[dict[str, object] | None, dict[str, object]]:
         result = messa("devices", "list", dave.user_id, "--json", profile=carol_profile)
         assert result.code == OK, result
         doc = result.json()
         assert_schema(doc, {"user_id": str, "identity": (dict, type(None)), "devices": list})
         for device in doc["devices"]:
             assert_schema(device, DEVICE_SCHEMA)
-        (found,) = [d for d in doc["devices"] if d["device_id"] == dave_device]
+        (found,) = [d for d in doc["devices"] if d["device_id"] == device_id]
         return doc["identity"], found
 
-    identity, device = listed()
-    assert identity is None and device["trust"] == "unverified"
-    human = messa("devices", "list", dave.user_id, profile=carol_profile)
-    assert "no cross-signing identity" in human.err and "unverified" in human.out
-
-    steps = (("trust", "verified", "verified"), ("block", "blocked", "blocked"))
-    for command, trust, local in (*steps, ("unblock", "unverified", "unset")):
-        result = messa(
-            "devices", command, dave.user_id, dave_device, "--json", profile=carol_profile
-        )
-        assert result.code == OK, result
-        doc = result.json()
-        assert_schema(doc, DEVICE_SCHEMA)
-        assert (doc["device_id"], doc["trust"], doc["local_trust"]) == (dave_device, trust, local)
-        assert listed()[1]["trust"] == trust  # stored in the profile, seen by the next process
-
-    # dave publishes cross-signing keys: his device becomes cross-signed, by him.
-    published = messa("keys", "bootstrap", "--json", profile=dave_profile)
-    assert published.code == OK and published.json()["published"] is True, published
-    identity, device = listed()
+    identity, device = listed(dave2_device)
+    assert device["trust"] == "unverified" and device["cross_signed"] is False
     assert identity is not None
     assert_schema(identity, IDENTITY_SCHEMA)
     assert identity["master_key"] == published.json()["master_key"]
     assert identity["verified"] is False and identity["needs_attention"] is False
-    assert device["trust"] == "cross_signed" and device["cross_signed"] is True
+    assert listed(dave_device)[1]["trust"] == "cross_signed"
     human = messa("devices", "list", dave.user_id, profile=carol_profile)
-    assert "cross-signed" in human.out and "identity: not verified" in human.out
+    assert "identity: not verified" in human.out
+    assert "cross-signed" in human.out and "unverified" in human.out
+
+    steps = (("trust", "verified", "verified"), ("block", "blocked", "blocked"))
+    for command, trust, local in (*steps, ("unblock", "unverified", "unset")):
+        result = messa(
+            "devices", command, dave.user_id, dave2_device, "--json", profile=carol_profile
+        )
+        assert result.code == OK, result
+        doc = result.json()
+        assert_schema(doc, DEVICE_SCHEMA)
+        assert (doc["device_id"], doc["trust"], doc["local_trust"]) == (dave2_device, trust, local)
+        # Stored in the profile, seen by the next process.
+        assert listed(dave2_device)[1]["trust"] == trust
 
     # A block wins over cross-signing; unblock returns to it.
     blocked = messa("devices", "block", dave.user_id, dave_device, "--json", profile=carol_profile)
@@ -102,7 +101,8 @@ def test_trust_block_unblock_round_trip(
     assert back.code == OK and "cross-signed" in back.out
 
     # Mistakes: an unknown device, this device itself, a malformed user id.
-    unknown = messa("devices", "trust", dave.user_id, "NOSUCHDEV", "--json", profile=carol_profile)
+    args = ("devices", "trust", dave.user_id, "NOSUCHDEV", "--json")
+    unknown = messa(*args, profile=carol_profile)
     assert unknown.code == UNKNOWN_ROOM, unknown
     assert "NOSUCHDEV" in unknown.json_error()["message"]
     own = messa("devices", "block", carol.user_id, carol_device, profile=carol_profile)
@@ -132,6 +132,13 @@ def _identity(master: str, pinned: str, *, verified: bool, was_verified: bool) -
         pinned_master=Ed25519Key(pinned),
         was_verified=was_verified,
     )
+
+
+def test_a_user_without_identity() -> None:
+    assert identity_json(None) is None
+    out, err = io.StringIO(), io.StringIO()
+    _identity_notes(CliState(Path("p"), Output(False, stdout=out, stderr=err)), "@eve:x", None)
+    assert out.getvalue() == "" and "no cross-signing identity" in err.getvalue()
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import OK, PASSPHRASE, TIMEOUT, USAGE, Messa, Result, assert_schema
+from cli_support import (
+    OK,
+    PASSPHRASE,
+    TIMEOUT,
+    UNKNOWN_ROOM,
+    USAGE,
+    Messa,
+    Result,
+    assert_schema,
+)
 
 from messa.homeserver import EmbeddedHomeserver, RegisteredUser
 from support.homeserver import make_user_factory
@@ -142,11 +151,15 @@ def people(
     new_user = make_user_factory(homeserver)
     base = tmp_path_factory.mktemp("verify-profiles")
     alice, bob = new_user("alice"), new_user("bob")
-    return {
+    found = {
         "alice": login(runner, homeserver, alice, base / "alice"),
         "bob": login(runner, homeserver, bob, base / "bob"),
-        "alice2": login(runner, homeserver, alice, base / "alice2"),
     }
+    for profile in found.values():  # both accounts have cross-signing keys from here on
+        assert runner("keys", "bootstrap", profile=profile.path).code == OK
+    # A second device of alice's: it does not hold (or trust) her keys yet.
+    found["alice2"] = login(runner, homeserver, alice, base / "alice2")
+    return found
 
 
 def devices(runner: Messa, profile: Profile, user: str) -> dict[str, Any]:
@@ -180,16 +193,12 @@ def test_emoji_verification_of_another_user_to_device(
 ) -> None:
     alice, bob = people["alice"], people["bob"]
     before = devices(runner, alice, bob.user_id)
-    assert before["identity"] is None  # bob has no cross-signing keys yet
-    assert trust_of(runner, alice, bob.user_id, bob.device_id) == "unverified"
+    assert before["identity"]["verified"] is False  # bob's identity is known, not verified
+    assert trust_of(runner, alice, bob.user_id, bob.device_id) == "cross_signed"
 
-    # bob answers first, as a person reacting to a request would; his account gets its
-    # cross-signing keys before alice asks (her request reads them, to verify bob himself).
+    requester = start(runner, alice, bob.user_id, bob.device_id)
     acceptor = start(runner, bob, "--accept", alice.user_id)
-    requester = None
     try:
-        assert acceptor.until("cross_signing")["published"] is True
-        requester = start(runner, alice, bob.user_id, bob.device_id)
         requested = requester.until("requested")
         assert_schema(
             requested,
@@ -204,15 +213,14 @@ def test_emoji_verification_of_another_user_to_device(
         acceptor.say("yes")
         ends = requester.finish(), acceptor.finish()
     finally:
-        stop(acceptor, *([requester] if requester else []))
+        stop(requester, acceptor)
     for live, end in zip((requester, acceptor), ends, strict=True):
         assert end.code == OK, (end, live.events)
         done = live.events[-1]
         assert done["event"] == "done" and done["verified"] is True, live.events
         assert "Traceback" not in end.err
-    # Both accounts got cross-signing keys on the way; each side saw the steps in order.
-    assert requester.names() == ["cross_signing", "requested", "ready", "sas", "confirmed", "done"]
-    assert acceptor.names() == ["cross_signing", "request", "ready", "sas", "confirmed", "done"]
+    assert requester.names() == ["requested", "ready", "sas", "confirmed", "done"]
+    assert acceptor.names() == ["request", "ready", "sas", "confirmed", "done"]
     assert requester.events[-1]["master_key"] is True
 
     after = devices(runner, alice, bob.user_id)
@@ -350,6 +358,10 @@ def test_timeouts_and_usage(people: dict[str, Profile], runner: Messa) -> None:
     assert unanswered.code == TIMEOUT, unanswered
     assert "cancelled" in unanswered.error_line()
 
+    unknown = runner("verify", bob.user_id, "NOSUCHDEVICE", "--json", profile=alice.path)
+    assert unknown.code == UNKNOWN_ROOM, unknown
+    assert "NOSUCHDEVICE" in unknown.json_error()["message"]
+
     for args, words in (
         ((bob.user_id,), "--room"),
         (("--qr", "--scan", "-", bob.user_id, bob.device_id), "choose one"),
@@ -364,6 +376,22 @@ def test_timeouts_and_usage(people: dict[str, Profile], runner: Messa) -> None:
         assert words in result.error_line(), result
 
 
+def test_verify_first_makes_sure_the_account_has_cross_signing_keys(
+    homeserver: EmbeddedHomeserver, runner: Messa, tmp_path: Path
+) -> None:
+    dan = login(runner, homeserver, make_user_factory(homeserver)("dan"), tmp_path / "dan")
+    waited = runner("verify", "--accept", "--timeout", "2", "--json", profile=dan.path)
+    assert waited.code == TIMEOUT, waited
+    events = waited.json_lines()
+    after = runner("keys", "bootstrap", "--json", profile=dan.path).json()
+    assert after["published"] is False and after["trusted"] is True
+    # The keys were created by `verify`, unless `messa login` already did it.
+    assert len(events) <= 1, events
+    if events:
+        cross_signing = {"event": "cross_signing", "published": True}
+        assert events[0] == {**cross_signing, "master_key": after["master_key"]}
+
+
 def test_keys_bootstrap(homeserver: EmbeddedHomeserver, runner: Messa, tmp_path: Path) -> None:
     user = make_user_factory(homeserver)("carol")
     carol = login(runner, homeserver, user, tmp_path / "carol")
@@ -371,7 +399,9 @@ def test_keys_bootstrap(homeserver: EmbeddedHomeserver, runner: Messa, tmp_path:
     assert first.code == OK, first
     doc = first.json()
     assert_schema(doc, {"published": bool, "user_id": str, "master_key": str, "trusted": bool})
-    assert doc["published"] is True and doc["trusted"] is True
+    assert doc["user_id"] == user.user_id and doc["trusted"] is True  # published now or at login
+    alone = runner("verify", user.user_id, profile=carol.path)  # no other device to ask
+    assert alone.code == USAGE and "no device" in alone.error_line(), alone
     again = runner("keys", "bootstrap", "--json", profile=carol.path)
     assert again.code == OK, again
     assert again.json() == {**doc, "published": False}

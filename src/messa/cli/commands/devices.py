@@ -11,7 +11,6 @@ from messa.cli.commands.rooms import check_user
 from messa.cli.context import CliState, JsonFlag, open_client, run_async, state_of
 from messa.cli.exitcodes import CliError, ExitCode
 from messa.cli.output import safe
-from messa.errors import UnknownRoomError
 from messa.types.ids import UserId
 from messa.types.keys import LocalTrust
 
@@ -168,7 +167,8 @@ def unblock(
 async def _find_device(client: MessaClient, uid: UserId, device_id: str) -> Device:
     with_id = [d for d in await client.devices(uid) if d.device_id == device_id]
     if not with_id:
-        raise UnknownRoomError(f"not found: {uid} has no device {device_id} with encryption keys")
+        what = f"not found: {uid} has no device {device_id} with encryption keys"
+        raise CliError(ExitCode.UNKNOWN_ROOM, what)
     return with_id[0]
 
 

@@ -19,7 +19,13 @@ from messa.cli.commands.verify_flow import LineReader, Method, Verifier, VerifyO
 from messa.cli.context import CliState, JsonFlag, open_client, read_secret, run_async, state_of
 from messa.cli.exitcodes import CliError, ExitCode
 from messa.client import parse_scanned
-from messa.errors import AuthRequiredError, ConfigError, ForbiddenError, RemoteInputError
+from messa.errors import (
+    AuthRequiredError,
+    ConfigError,
+    CryptoMisuseError,
+    ForbiddenError,
+    RemoteInputError,
+)
 
 if TYPE_CHECKING:
     from messa.cli.output import Output
@@ -257,7 +263,15 @@ async def _request(
     if room is not None and not own:
         room_id = await resolve_room(client, room, online=True)
     with verifier.out.status("Sending the verification request…"):
-        req = await client.request_verification(uid, device, room=room_id)
+        if device is not None and device not in {d.device_id for d in await client.devices(uid)}:
+            raise CliError(
+                ExitCode.UNKNOWN_ROOM,
+                f"not found: {uid} has no device {device} with encryption keys",
+            )
+        try:
+            req = await client.request_verification(uid, device, room=room_id)
+        except CryptoMisuseError as exc:  # e.g. no other device to ask
+            raise CliError(ExitCode.USAGE, str(exc)) from exc
     if not own and client.identity(uid) is None:
         verifier.out.note(
             f"{uid} has no cross-signing keys (yet): this verifies one device, not the person; "

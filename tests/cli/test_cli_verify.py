@@ -450,3 +450,49 @@ def test_people_at_two_terminals(people: dict[str, Profile], runner: Messa) -> N
         assert not out.lstrip().startswith("{")
     (emoji_line,) = [line for line in outputs[0][0].splitlines() if line.count("   ") >= 6]
     assert emoji_line in outputs[1][0]  # the same seven emoji and names on both terminals
+
+
+def test_qr_code_on_a_terminal(people: dict[str, Profile], runner: Messa) -> None:
+    """Without --json the code is drawn in the terminal, with its text for `--scan`."""
+    alice, alice2 = people["alice"], people["alice2"]
+    shower = subprocess.Popen(
+        runner.argv(("verify", alice2.user_id, alice2.device_id, "--qr"), alice.path),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**runner.env, "MESSA_PASSPHRASE": PASSPHRASE},
+    )
+    scanner = start(runner, alice2, "--accept", "--scan", "-")
+    lines: queue.Queue[str] = queue.Queue()
+    drawn: list[str] = []
+
+    def read() -> None:
+        assert shower.stdout is not None
+        for line in shower.stdout:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert shower.stdin is not None
+        shower.stdin.write("y\n")  # the answer to "Did the other device scan it?"
+        shower.stdin.flush()
+        scanner.until("ready")
+        while "--scan " not in (line := lines.get(timeout=STEP_S)):
+            drawn.append(line)
+        scanner.say(line.split("--scan ", 1)[1].split()[0])
+        scanner.until("scanned")
+        code = shower.wait(timeout=STEP_S)
+        end = scanner.finish()
+        err = shower.stderr.read() if shower.stderr else ""
+    finally:
+        stop(scanner)
+        if shower.poll() is None:
+            shower.kill()
+            shower.wait(timeout=30)
+    assert code == OK, err
+    assert end.code == OK and scanner.events[-1]["event"] == "done", scanner.events
+    # Half-block characters, a square of them: a QR code, not a blank.
+    art = [line for line in drawn if any(c in line for c in "█▀▄")]
+    assert len(art) >= 10 and len({len(line.rstrip("\n")) for line in art}) == 1
+    assert "Did the other device scan it, and show success? [y/N]" in err

@@ -19,7 +19,20 @@ from typing import Annotated
 import typer
 
 from messa import __version__
-from messa.cli.commands import ai, demo, devices, homeserver, messages, rooms, session, verify
+from messa.cli.commands import (
+    ai,
+    backup,
+    demo,
+    devices,
+    homeserver,
+    identities,
+    keys_io,
+    messages,
+    recovery,
+    rooms,
+    session,
+    verify,
+)
 from messa.cli.context import PROFILE_ENV, CliState, default_profile
 from messa.cli.exitcodes import ExitCode, classify, exit_codes_help
 from messa.cli.output import Output
@@ -99,6 +112,12 @@ app.command("listen")(messages.listen)
 app.add_typer(devices.app, name="devices")
 app.command("verify")(verify.verify)
 app.add_typer(verify.keys_app, name="keys")
+verify.keys_app.command("export")(keys_io.export_keys)
+verify.keys_app.command("import")(keys_io.import_keys)
+devices.app.command("alerts")(identities.alerts)
+devices.app.command("accept-identity")(identities.accept_identity)
+app.add_typer(recovery.app, name="recovery")
+app.add_typer(backup.app, name="backup")
 app.add_typer(ai.app, name="ai")
 app.add_typer(homeserver.app, name="homeserver")
 app.command("demo")(demo.demo)

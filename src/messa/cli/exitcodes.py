@@ -11,11 +11,15 @@ import re
 
 from messa.errors import (
     AIError,
+    BackupKeyMismatchError,
+    BackupNotTrustedError,
     ClientClosedError,
     ConfigError,
     EngineUnavailableError,
     HomeserverError,
     HomeserverNotInstalledError,
+    InvalidRecoveryKeyError,
+    KeyExportError,
     KeyringUnavailableError,
     LocalError,
     MatrixHTTPError,
@@ -29,10 +33,21 @@ from messa.errors import (
     TransportError,
     UnknownRoomError,
     UnknownTokenError,
+    VerifiedIdentityChangedError,
+    WrongExportPassphraseError,
     WrongPassphraseError,
+    WrongSecretStorageKeyError,
 )
 
-__all__ = ["DESCRIPTIONS", "CliError", "ExitCode", "classify", "exit_codes_help", "one_line"]
+__all__ = [
+    "DESCRIPTIONS",
+    "CliError",
+    "ExitCode",
+    "classify",
+    "exit_codes_help",
+    "identity_changed_message",
+    "one_line",
+]
 
 
 class ExitCode(enum.IntEnum):
@@ -54,6 +69,10 @@ class ExitCode(enum.IntEnum):
     STORE_ERROR = 13
     VERIFICATION_FAILED = 14
     AI_UNAVAILABLE = 15
+    WRONG_RECOVERY_KEY = 16
+    WRONG_EXPORT_PASSPHRASE = 17
+    IDENTITY_CHANGED = 18
+    RECOVERY_UNAVAILABLE = 19
     INTERRUPTED = 130
 
     @property
@@ -79,6 +98,11 @@ DESCRIPTIONS: dict[ExitCode, str] = {
     ExitCode.STORE_ERROR: "the profile's store is damaged, from a newer Messa, or unusable",
     ExitCode.VERIFICATION_FAILED: "verification cancelled (by either side) or emoji did not match",
     ExitCode.AI_UNAVAILABLE: "AI engine unavailable here (the message says how to enable one)",
+    ExitCode.WRONG_RECOVERY_KEY: "wrong or mistyped recovery key or passphrase (nothing changed)",
+    ExitCode.WRONG_EXPORT_PASSPHRASE: "wrong passphrase for the key file, or the file was altered",
+    ExitCode.IDENTITY_CHANGED: "a verified user's identity changed: not sent (verify or accept it)",
+    ExitCode.RECOVERY_UNAVAILABLE: "no usable recovery or key backup (none, untrusted, "
+    "or its key is not on this device)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)",
 }
 
@@ -102,6 +126,13 @@ _TABLE: tuple[tuple[type[BaseException], ExitCode], ...] = (
     (NotLoggedInError, ExitCode.NOT_LOGGED_IN),
     (UnknownRoomError, ExitCode.UNKNOWN_ROOM),
     (ClientClosedError, ExitCode.ERROR),
+    (InvalidRecoveryKeyError, ExitCode.WRONG_RECOVERY_KEY),
+    (WrongSecretStorageKeyError, ExitCode.WRONG_RECOVERY_KEY),
+    (WrongExportPassphraseError, ExitCode.WRONG_EXPORT_PASSPHRASE),
+    (KeyExportError, ExitCode.USAGE),
+    (VerifiedIdentityChangedError, ExitCode.IDENTITY_CHANGED),
+    (BackupNotTrustedError, ExitCode.RECOVERY_UNAVAILABLE),
+    (BackupKeyMismatchError, ExitCode.RECOVERY_UNAVAILABLE),
     (UnknownTokenError, ExitCode.AUTH_FAILED),
     (NotFoundError, ExitCode.UNKNOWN_ROOM),
     (RateLimitedError, ExitCode.SERVER_REFUSED),
@@ -132,6 +163,8 @@ _PREFIX: dict[ExitCode, str] = {
     ExitCode.TIMEOUT: "timed out",
     ExitCode.VERIFICATION_FAILED: "verification failed",
     ExitCode.AI_UNAVAILABLE: "AI engine unavailable",
+    ExitCode.WRONG_EXPORT_PASSPHRASE: "cannot open the key file",
+    ExitCode.RECOVERY_UNAVAILABLE: "key backup unusable",
 }
 
 # C0/C1 controls (terminal escape sequences included) and bidi overrides: text
@@ -180,6 +213,10 @@ def classify(exc: BaseException) -> tuple[ExitCode, str]:
             f"the homeserver no longer accepts this profile's session ({detail}): "
             "run `messa logout`, then `messa login`"
         )
+    if isinstance(exc, VerifiedIdentityChangedError):
+        return code, identity_changed_message(exc.users)
+    if isinstance(exc, KeyExportError):
+        return code, one_line(f"not a usable key export file: {detail}")
     prefix = _PREFIX.get(code)
     if code is ExitCode.ERROR and not isinstance(exc, MessaError | OSError):
         # Not an error Messa raises on purpose: name the class, it helps a bug report.
@@ -187,6 +224,17 @@ def classify(exc: BaseException) -> tuple[ExitCode, str]:
     if prefix and not detail.lower().startswith(prefix.lower()):
         return code, one_line(f"{prefix}: {detail}")
     return code, detail
+
+
+def identity_changed_message(users: list[str]) -> str:
+    """The one line for a send stopped by verified users' changed identities."""
+    who = ", ".join(users) or "a verified user"
+    one = users[0] if len(users) == 1 else "USER"
+    return one_line(
+        f"not sent: the identity of {who} changed since you verified them (someone may be "
+        f"impersonating them); check with them, then run `messa verify {one}` to verify again "
+        f"or `messa devices accept-identity {one}` to accept the change, and send again"
+    )
 
 
 def exit_codes_help() -> str:

@@ -340,7 +340,7 @@ def test_devices_with_trust(pair: tuple[Party, Party], runner: Messa) -> None:
     own = runner("devices", "list", "--json", profile=alice.profile)
     assert own.code == OK, own
     doc = own.json()
-    assert_schema(doc, {"user_id": str, "devices": list})
+    assert_schema(doc, {"user_id": str, "identity": (dict, type(None)), "devices": list})
     for device in doc["devices"]:
         assert_schema(device, DEVICE_SCHEMA)
         assert device["trust"] in {"blocked", "unverified", "cross_signed", "verified"}

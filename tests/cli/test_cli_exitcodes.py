@@ -63,7 +63,7 @@ from messa.homeserver import HomeserverNotRunningError, HomeserverStartError
         (HomeserverStartError("exited", log_tail="boom"), ExitCode.HOMESERVER_ERROR),
         (HomeserverError("could not stop"), ExitCode.HOMESERVER_ERROR),
         (ClientClosedError("closed"), ExitCode.ERROR),
-        (EngineUnavailableError("no model"), ExitCode.ERROR),
+        (EngineUnavailableError("no model"), ExitCode.AI_UNAVAILABLE),
         (TimeoutError(), ExitCode.TIMEOUT),
         (KeyboardInterrupt(), ExitCode.INTERRUPTED),
         (ValueError("bug"), ExitCode.ERROR),
@@ -86,6 +86,7 @@ def test_codes_are_distinct_stable_and_documented() -> None:
     assert ExitCode.UNREACHABLE == 7 and ExitCode.UNKNOWN_ROOM == 8 and ExitCode.TIMEOUT == 9
     assert ExitCode.HOMESERVER_NOT_INSTALLED == 10 and ExitCode.HOMESERVER_ERROR == 11
     assert ExitCode.SERVER_REFUSED == 12 and ExitCode.STORE_ERROR == 13
+    assert ExitCode.VERIFICATION_FAILED == 14 and ExitCode.AI_UNAVAILABLE == 15
     assert set(DESCRIPTIONS) == set(ExitCode)
     table = exit_codes_help()
     for code in ExitCode:

@@ -8,9 +8,11 @@ codes, one line each, and leave the profile usable.
 
 from __future__ import annotations
 
+import io
 import os
 import pty
 import re
+import select
 import subprocess
 import threading
 from dataclasses import dataclass
@@ -19,7 +21,10 @@ from pathlib import Path
 import pytest
 from cli_support import OK, PASSPHRASE, USAGE, Messa, Result, assert_schema
 
+from messa.cli.commands.backup import ProgressBar
 from messa.cli.exitcodes import ExitCode, classify
+from messa.cli.output import Output
+from messa.client import RestoreProgress
 from messa.crypto.secrets.recovery import encode_recovery_key
 from messa.errors import (
     BackupKeyMismatchError,
@@ -89,6 +94,35 @@ def test_a_malformed_key_file_is_not_blamed_on_the_server() -> None:
     code, message = classify(KeyExportError("the file has no header"))
     assert code is ExitCode.USAGE
     assert message == "not a usable key export file: the file has no header"
+
+
+def _drawn_on_a_terminal(json_mode: bool, total: int | None) -> str:
+    controller, terminal = pty.openpty()
+    with os.fdopen(terminal, "w") as stderr:
+        with ProgressBar(Output(json_mode, stderr=stderr), "Downloading") as bar:
+            bar.restore(RestoreProgress(done=2, total=total, imported=2, skipped=0, errors=0))
+            bar.update(3, total, "Importing")
+        stderr.flush()
+        chunks: list[bytes] = []
+        # A terminal hands the output over in pieces, a little later: read until it is quiet.
+        while select.select([controller], [], [], 0.5)[0]:
+            chunks.append(os.read(controller, 65536))
+        os.close(controller)
+        return b"".join(chunks).decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("total", [3, None, 1])
+def test_progress_bar_ends_full_at_a_terminal(total: int | None) -> None:
+    drawn = _drawn_on_a_terminal(False, total)
+    assert "Importing" in drawn and "3/3" in drawn, drawn  # a lagging total grows
+
+
+def test_progress_bar_is_silent_in_json_mode_and_off_a_terminal() -> None:
+    assert _drawn_on_a_terminal(True, 3) == ""
+    stderr = io.StringIO()
+    with ProgressBar(Output(False, stderr=stderr), "Downloading") as bar:
+        bar.update(1, 2)
+    assert stderr.getvalue() == ""
 
 
 # -- on Synapse --------------------------------------------------------------------------

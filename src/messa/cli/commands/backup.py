@@ -79,8 +79,14 @@ class ProgressBar:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        if self._progress is None:
+            return
+        if exc_type is None and self._task is not None:
+            # Finished: a bar whose total was never known is full at what was done.
+            task = self._progress.tasks[0]
+            if task.total is None:
+                self._progress.update(self._task, total=task.completed)
+        self._progress.stop()
 
     def update(self, done: int, total: int | None, description: str | None = None) -> None:
         """Move the bar (``total=None``: not known, the bar pulses)."""

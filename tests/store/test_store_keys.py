@@ -232,3 +232,25 @@ def test_lookup_hashes_are_keyed_and_separated() -> None:
     assert encode_parts(1) != encode_parts("1")
     assert encode_parts(None) != encode_parts("")
     assert len({a.pickle_key, a.lookup("x"), b.pickle_key}) == 3
+
+
+def test_encoding_and_lookup_hashes_are_stable() -> None:
+    """Exact bytes: every stored lookup column and associated data depend on them."""
+    assert encode_parts("ab", 7, -1, True, None, b"\x00", "\ud800é") == (
+        b"s\x00\x00\x00\x02ab"
+        b"i\x00\x00\x00\x017"
+        b"i\x00\x00\x00\x02-1"
+        b"b\x00\x00\x00\x01\x01"
+        b"n"
+        b"y\x00\x00\x00\x01\x00"
+        b"s\x00\x00\x00\x05\xed\xa0\x80\xc3\xa9"
+    )
+    cipher = StoreCipher(bytes(32))
+    assert cipher.lookup("timeline", "!r:x", "$e").hex() == (
+        "9060d8cdc7c09a939ceca5b302bba6a4c73716dadbcf57de9bf4fcff06731a66"
+    )
+    assert cipher.lookup("megolm_indices", "s1", 0).hex() == (
+        "a8e5cd384ac93ccdf7e04a4505870433d328a7955c1feba70a619de2ad862d50"
+    )
+    # Repeated lookups reuse a per-domain state: it must not carry over.
+    assert cipher.lookup("timeline", "!r:x", "$e") == cipher.lookup("timeline", "!r:x", "$e")

@@ -41,35 +41,59 @@ def _derive(store_key: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=None, info=info).derive(store_key)
 
 
+_LENGTH = struct.Struct(">I").pack
+_HEADER = struct.Struct(">cI").pack
+
+
+def _encode_other(part: Part) -> bytes:
+    """The general case of :func:`encode_parts` for one part (subclasses included)."""
+    if part is None:
+        return b"n"
+    if isinstance(part, bool):
+        raw, tag = (b"\x01" if part else b"\x00"), b"b"
+    elif isinstance(part, int):
+        raw, tag = str(part).encode("ascii"), b"i"
+    elif isinstance(part, str):
+        # surrogatepass: ids from untrusted JSON may hold lone surrogates,
+        # which must hash (deterministically) rather than crash a write.
+        raw, tag = part.encode("utf-8", "surrogatepass"), b"s"
+    else:
+        raw, tag = bytes(part), b"y"
+    return tag + _LENGTH(len(raw)) + raw
+
+
 def encode_parts(*parts: Part) -> bytes:
     """Encode a tuple of values unambiguously (type tag + length prefix each).
 
     Used for both HMAC input and associated data, so that ``("ab", "c")`` and
     ``("a", "bc")`` never collide and ``1`` never equals ``"1"``.
     """
-    out = bytearray()
+    out: list[bytes] = []
+    add = out.append
     for part in parts:
-        if part is None:
-            out += b"n"
-            continue
-        if isinstance(part, bool):
-            raw, tag = (b"\x01" if part else b"\x00"), b"b"
-        elif isinstance(part, int):
-            raw, tag = str(part).encode("ascii"), b"i"
-        elif isinstance(part, str):
-            # surrogatepass: ids from untrusted JSON may hold lone surrogates,
-            # which must hash (deterministically) rather than crash a write.
-            raw, tag = part.encode("utf-8", "surrogatepass"), b"s"
+        # Exact types first: this runs several times per stored row, and the
+        # common parts (plain str, bytes, int) need no isinstance chain.
+        kind = type(part)
+        if kind is str:
+            raw = part.encode("utf-8", "surrogatepass")  # type: ignore[union-attr]
+            add(_HEADER(b"s", len(raw)))
+            add(raw)
+        elif kind is bytes:
+            add(_HEADER(b"y", len(part)))  # type: ignore[arg-type]
+            add(part)  # type: ignore[arg-type]
+        elif kind is int:
+            raw = str(part).encode("ascii")
+            add(_HEADER(b"i", len(raw)))
+            add(raw)
         else:
-            raw, tag = bytes(part), b"y"
-        out += tag + struct.pack(">I", len(raw)) + raw
-    return bytes(out)
+            add(_encode_other(part))
+    return b"".join(out)
 
 
 class StoreCipher:
     """The keys of one unlocked store and the operations that use them."""
 
-    __slots__ = ("_aead", "_lookup_key", "_pickle_key")
+    __slots__ = ("_aead", "_domains", "_lookup_key", "_pickle_key")
 
     def __init__(self, store_key: bytes) -> None:
         """Derive the subkeys of ``store_key``.
@@ -85,6 +109,9 @@ class StoreCipher:
         self._aead = AESGCM(_derive(store_key, _INFO_SEAL))
         self._lookup_key = _derive(store_key, _INFO_LOOKUP)
         self._pickle_key = _derive(store_key, _INFO_PICKLE)
+        # One keyed HMAC state per domain with the domain already absorbed:
+        # a lookup then copies it instead of redoing the key schedule.
+        self._domains: dict[str, hmac.HMAC] = {}
 
     @property
     def pickle_key(self) -> bytes:
@@ -97,7 +124,13 @@ class StoreCipher:
         The domain (table name) is hashed in, so the same room id gives
         unrelated values in different tables.
         """
-        return hmac.digest(self._lookup_key, encode_parts(domain, *parts), "sha256")
+        base = self._domains.get(domain)
+        if base is None:
+            base = hmac.new(self._lookup_key, encode_parts(domain), "sha256")
+            self._domains[domain] = base
+        mac = base.copy()
+        mac.update(encode_parts(*parts))
+        return mac.digest()
 
     def seal(self, plaintext: bytes, *aad: Part) -> bytes:
         """Encrypt ``plaintext`` bound to the associated values ``aad``."""

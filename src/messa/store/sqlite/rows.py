@@ -7,6 +7,7 @@ read of the same table always agree on it.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -38,37 +39,54 @@ def select_columns(table: str) -> str:
     return ", ".join(("k", *COLUMNS[table], "v"))
 
 
-def upsert(
-    conn: sqlite3.Connection,
-    cipher: StoreCipher,
-    table: str,
-    k: bytes,
-    payload: bytes,
-    columns: Sequence[Part] = (),
-    *,
-    keep_existing: bool = False,
-) -> None:
-    """Seal ``payload`` and write it at ``k``, replacing (or keeping) a row there.
+def sealed_row(
+    cipher: StoreCipher, table: str, k: bytes, payload: bytes, columns: Sequence[Part] = ()
+) -> tuple[Part, ...]:
+    """Seal ``payload`` for the row at ``k`` and return the row ``(k, *columns, v)``.
 
-    An upsert rather than ``INSERT OR REPLACE`` keeps the row's rowid, so
-    replaced records keep their place in insertion order (and a streaming
-    reader paging by rowid never sees a row twice).
+    Raises:
+        ValueError: If ``columns`` does not match the table's lookup columns.
     """
+    if len(columns) != len(COLUMNS[table]):
+        raise ValueError(f"{table} has {len(COLUMNS[table])} lookup columns")
+    return (k, *columns, cipher.seal(payload, table, k, *columns))
+
+
+@functools.cache
+def upsert_sql(table: str, keep_existing: bool) -> str:
+    """The statement that writes one row of ``table`` (built once per table)."""
     names = COLUMNS[table]
-    if len(columns) != len(names):
-        raise ValueError(f"{table} has {len(names)} lookup columns")
-    sealed = cipher.seal(payload, table, k, *columns)
     all_names = ("k", *names, "v")
     placeholders = ", ".join("?" * len(all_names))
     if keep_existing:
         conflict = "DO NOTHING"
     else:
         conflict = "DO UPDATE SET " + ", ".join(f"{n} = excluded.{n}" for n in (*names, "v"))
-    conn.execute(
+    return (
         f"INSERT INTO {table} ({', '.join(all_names)}) VALUES ({placeholders}) "  # noqa: S608
-        f"ON CONFLICT (k) {conflict}",
-        (k, *columns, sealed),
+        f"ON CONFLICT (k) {conflict}"
     )
+
+
+def upsert(
+    conn: sqlite3.Connection,
+    table: str,
+    rows: Sequence[tuple[Part, ...]],
+    *,
+    keep_existing: bool = False,
+) -> None:
+    """Write rows made by :func:`sealed_row` in order, replacing (or keeping) rows at their ``k``.
+
+    One ``executemany`` per table: the statement is prepared once for all
+    its rows. A later row with the same ``k`` replaces an earlier one (or,
+    with ``keep_existing``, is dropped), exactly as separate statements would.
+
+    An upsert rather than ``INSERT OR REPLACE`` keeps the row's rowid, so
+    replaced records keep their place in insertion order (and a streaming
+    reader paging by rowid never sees a row twice).
+    """
+    if rows:
+        conn.executemany(upsert_sql(table, keep_existing), rows)
 
 
 def open_row(cipher: StoreCipher, table: str, row: Sequence[Any]) -> bytes:

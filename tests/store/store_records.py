@@ -162,6 +162,7 @@ def read_all(store: Store, u: Universe) -> dict[str, Any]:
         "devices": {x: store.get_devices(UserId(x)) for x in sorted(u.users)},
         "tracked": store.get_tracked_users(),
         "indices": {k: store.get_megolm_index(*k) for k in sorted(u.indices)},
+        "indices_batch": store.get_megolm_indices(sorted(u.indices)),
         "withheld": {
             (r, s): store.get_withheld(RoomId(r), s) for r in rooms for s in sorted(u.session_ids)
         },
@@ -175,6 +176,10 @@ def read_all(store: Store, u: Universe) -> dict[str, Any]:
         },
         "event": {
             k: store.get_timeline_event(RoomId(k[0]), EventId(k[1])) for k in sorted(u.events)
+        },
+        "events_batch": {
+            r: store.get_timeline_events(RoomId(r), [EventId(e) for _, e in sorted(u.events)])
+            for r in rooms
         },
         "waiting": {
             (r, s): store.get_waiting_events(RoomId(r), s)

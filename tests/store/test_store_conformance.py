@@ -196,6 +196,59 @@ def test_megolm_index_first_writer_wins(store: Store) -> None:
     assert store.get_megolm_index("s2", 5) is None
 
 
+def test_batch_reads_match_single_reads(store: Store) -> None:
+    assert store.get_timeline_events(ROOM, []) == {}
+    assert store.get_timeline_events(ROOM, [EventId("$e1")]) == {}
+    assert store.get_megolm_indices([]) == {}
+    assert store.get_megolm_indices([("s1", 0)]) == {}
+    store.save_changes(full_changes())
+    asked = [EventId(e) for e in ("$e1", "$e2", "$x1", "$missing", "$e1")]
+    got = store.get_timeline_events(ROOM, asked)
+    assert got == {
+        EventId("$e1"): event("$e1", 1),
+        EventId("$e2"): event("$e2", 2, session_id="s9", utd_reason="missing key"),
+    }
+    for event_id in asked:
+        assert got.get(event_id) == store.get_timeline_event(ROOM, event_id)
+    # Another room's events are not found under this room, and vice versa.
+    assert store.get_timeline_events(OTHER_ROOM, asked) == {
+        EventId("$x1"): event("$x1", 1, room_id=OTHER_ROOM)
+    }
+    keys = [("s1", 0), ("s1", 1), ("s1", 2), ("s2", 0), ("s1", 0)]
+    assert store.get_megolm_indices(keys) == {
+        ("s1", 0): megolm_index("s1", 0, "$a"),
+        ("s1", 1): megolm_index("s1", 1, "$b"),
+    }
+    # Accepts any iterable, read once.
+    assert store.get_megolm_indices(iter(keys)) == store.get_megolm_indices(keys)
+    assert store.get_timeline_events(ROOM, iter(asked)) == got
+
+
+def test_batch_reads_of_many_keys(store: Store) -> None:
+    """More keys than one query takes at once; first writer wins in the batch read too."""
+    n = 1234
+    store.save_changes(
+        Changes(
+            timeline=[event(f"$m{i}", i) for i in range(n)],
+            megolm_indices=[megolm_index("s1", i, f"$m{i}") for i in range(n)],
+        )
+    )
+    store.save_changes(Changes(megolm_indices=[megolm_index("s1", i, "$late") for i in range(n)]))
+    wanted = [EventId(f"$m{i}") for i in range(0, n + 100, 3)]
+    got = store.get_timeline_events(ROOM, wanted)
+    assert got == {e: event(e, int(e[2:])) for e in wanted if int(e[2:]) < n}
+    indices = store.get_megolm_indices([("s1", i) for i in range(n + 10)])
+    assert indices == {("s1", i): megolm_index("s1", i, f"$m{i}") for i in range(n)}
+
+
+def test_batch_reads_of_a_closed_store_raise(store: Store) -> None:
+    store.close()
+    with pytest.raises(StoreClosedError):
+        store.get_timeline_events(ROOM, [])
+    with pytest.raises(StoreClosedError):
+        store.get_megolm_indices([])
+
+
 def test_values_none_deletes(store: Store) -> None:
     store.save_changes(Changes(values={"a": b"1", "b": b"", "c": b"3"}))
     store.save_changes(Changes(values={"a": None, "missing": None}))

@@ -23,6 +23,7 @@ from store_records import (
     device,
     event,
     inbound,
+    megolm_index,
     olm,
     outbound,
     pending,
@@ -232,6 +233,26 @@ def test_swapped_rows_are_detected(db_path: Path) -> None:
             store.get_room(ROOM)
         with pytest.raises(StoreCorruptError):
             store.get_room(OTHER_ROOM)
+
+
+def test_swapped_rows_are_detected_by_batch_reads(db_path: Path) -> None:
+    two_rooms(db_path)
+    with SqliteStore(db_path, KEY) as store:
+        store.save_changes(
+            Changes(megolm_indices=[megolm_index("s1", 0, "$e1"), megolm_index("s1", 1, "$e2")])
+        )
+    for table in ("timeline", "megolm_indices"):
+        (k1, v1), (k2, v2) = raw_rows(db_path, table)
+        sql(db_path, f"UPDATE {table} SET v = ? WHERE k = ?", (v2, k1))  # noqa: S608
+        sql(db_path, f"UPDATE {table} SET v = ? WHERE k = ?", (v1, k2))  # noqa: S608
+    with SqliteStore(db_path, KEY) as store:
+        with pytest.raises(StoreCorruptError):
+            store.get_timeline_events(ROOM, [EventId("$e1"), EventId("$e2")])
+        with pytest.raises(StoreCorruptError):
+            store.get_timeline_events(ROOM, [EventId("$e2")])
+        with pytest.raises(StoreCorruptError):
+            store.get_megolm_indices([("s1", 0)])
+        assert store.get_timeline_events(ROOM, [EventId("$e3")]) == {}
 
 
 def test_value_moved_between_tables_is_detected(db_path: Path) -> None:

@@ -12,7 +12,7 @@ seals every value with an AEAD on top.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -304,6 +304,16 @@ class Store(Protocol):
         """Return the first event recorded at this Megolm message index."""
         ...
 
+    def get_megolm_indices(
+        self, keys: Iterable[tuple[str, int]]
+    ) -> dict[tuple[str, int], MegolmIndexRecord]:
+        """Return the first events recorded at several ``(session_id, index)`` pairs.
+
+        One read for many lookups; pairs with nothing recorded are absent
+        from the result.
+        """
+        ...
+
     def get_withheld(self, room_id: RoomId, session_id: str) -> WithheldRecord | None:
         """Return a withheld notice for a session, if any."""
         ...
@@ -324,6 +334,15 @@ class Store(Protocol):
 
     def get_timeline_event(self, room_id: RoomId, event_id: EventId) -> TimelineRecord | None:
         """Return one stored event."""
+        ...
+
+    def get_timeline_events(
+        self, room_id: RoomId, event_ids: Iterable[EventId]
+    ) -> dict[EventId, TimelineRecord]:
+        """Return the stored events of a room among ``event_ids``, by event id.
+
+        One read for many lookups; events not stored are absent from the result.
+        """
         ...
 
     def get_waiting_events(self, room_id: RoomId, session_id: str) -> list[TimelineRecord]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from messa.errors import StoreClosedError
 from messa.store.base import (
@@ -140,6 +140,18 @@ class MemoryStore:
         self._check()
         return self._indices.get((session_id, index))
 
+    def get_megolm_indices(
+        self, keys: Iterable[tuple[str, int]]
+    ) -> dict[tuple[str, int], MegolmIndexRecord]:
+        """Return the first events at several Megolm indices."""
+        self._check()
+        found = {}
+        for session_id, index in keys:
+            record = self._indices.get((session_id, index))
+            if record is not None:
+                found[(session_id, index)] = record
+        return found
+
     def get_withheld(self, room_id: RoomId, session_id: str) -> WithheldRecord | None:
         """Return a withheld notice."""
         self._check()
@@ -169,6 +181,19 @@ class MemoryStore:
         """Return one event."""
         self._check()
         return self._timeline.get(room_id, {}).get(event_id)
+
+    def get_timeline_events(
+        self, room_id: RoomId, event_ids: Iterable[EventId]
+    ) -> dict[EventId, TimelineRecord]:
+        """Return several events of a room."""
+        self._check()
+        events = self._timeline.get(room_id, {})
+        found = {}
+        for event_id in event_ids:
+            record = events.get(event_id)
+            if record is not None:
+                found[event_id] = record
+        return found
 
     def get_waiting_events(self, room_id: RoomId, session_id: str) -> list[TimelineRecord]:
         """Return events waiting for a session."""

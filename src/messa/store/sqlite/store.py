@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,7 +22,7 @@ from messa.store.base import (
     TimelineRecord,
     WithheldRecord,
 )
-from messa.store.cipher import StoreCipher
+from messa.store.cipher import Part, StoreCipher
 from messa.store.keys import StoreKeySource
 from messa.store.sqlite.codec import decode_json, decode_record
 from messa.store.sqlite.lock import StoreLock
@@ -32,6 +32,7 @@ from messa.store.sqlite.writes import apply_changes
 from messa.types.ids import DeviceId, EventId, RoomId, UserId
 
 R = TypeVar("R")
+K = TypeVar("K")
 
 STORE_FILENAME = "store.sqlite3"
 """Name of the store file inside a profile directory."""
@@ -145,6 +146,26 @@ class SqliteStore:
         found = self._rows(table, "WHERE k = ?", (self._cipher.lookup(table, *key),))
         return decode_record(cls, found[0]) if found else None
 
+    def _many(
+        self, cls: type[R], table: str, keys: Iterable[K], parts: Callable[[K], tuple[Part, ...]]
+    ) -> dict[K, R]:
+        """Look many keys of ``table`` up with one ``IN`` query per chunk of keys."""
+        self._db()
+        wanted = {self._cipher.lookup(table, *parts(key)): key for key in keys}
+        hashes = list(wanted)
+        found: dict[K, R] = {}
+        for start in range(0, len(hashes), _BATCH):
+            chunk = hashes[start : start + _BATCH]
+            where = f"WHERE k IN ({', '.join('?' * len(chunk))})"
+            sql = f"SELECT {select_columns(table)} FROM {table} {where}"  # noqa: S608
+            with self._mutex, sqlite_errors():
+                rows = self._db().execute(sql, chunk).fetchall()
+            for row in rows:
+                # The value is sealed to its k, which is the keyed hash of the key asked for.
+                value = open_row(self._cipher, table, row)
+                found[wanted[row[0]]] = decode_record(cls, value)
+        return found
+
     def load_account(self) -> AccountRecord | None:
         """Return this device's account, if created."""
         return self._one(AccountRecord, "account", ACCOUNT_KEY)
@@ -222,6 +243,12 @@ class SqliteStore:
         """Return the first event recorded at this Megolm message index."""
         return self._one(MegolmIndexRecord, "megolm_indices", session_id, index)
 
+    def get_megolm_indices(
+        self, keys: Iterable[tuple[str, int]]
+    ) -> dict[tuple[str, int], MegolmIndexRecord]:
+        """Return the first events recorded at several ``(session_id, index)`` pairs."""
+        return self._many(MegolmIndexRecord, "megolm_indices", keys, lambda key: key)
+
     def get_withheld(self, room_id: RoomId, session_id: str) -> WithheldRecord | None:
         """Return a withheld notice for a session, if any."""
         return self._one(WithheldRecord, "withheld", room_id, session_id)
@@ -253,6 +280,12 @@ class SqliteStore:
     def get_timeline_event(self, room_id: RoomId, event_id: EventId) -> TimelineRecord | None:
         """Return one stored event."""
         return self._one(TimelineRecord, "timeline", room_id, event_id)
+
+    def get_timeline_events(
+        self, room_id: RoomId, event_ids: Iterable[EventId]
+    ) -> dict[EventId, TimelineRecord]:
+        """Return the stored events of a room among ``event_ids``, by event id."""
+        return self._many(TimelineRecord, "timeline", event_ids, lambda e: (room_id, e))
 
     def get_waiting_events(self, room_id: RoomId, session_id: str) -> list[TimelineRecord]:
         """Return events of a room still waiting for this Megolm session's key."""

@@ -13,6 +13,8 @@ from messa.crypto import _vodozemac as vz
 from messa.crypto.interfaces import DecryptedOlmEvent
 from messa.crypto.megolm import EncryptionSettings
 from messa.errors import InvalidInputError, MegolmError, UnknownAlgorithmError
+from messa.store.base import MegolmIndexRecord
+from messa.store.memory import MemoryStore
 from messa.types.events import Decrypted, UnableToDecrypt, UtdReason
 from messa.types.ids import RoomId
 from messa.types.keys import TrustState
@@ -146,6 +148,73 @@ def test_replay_within_one_batch(pair: tuple[Party, Party]) -> None:
         _utd(bob.inbound.decrypt(ROOM, {**event, "event_id": "$copy:x"}), UtdReason.REPLAY)
         assert isinstance(bob.inbound.decrypt(ROOM, event), Decrypted)
     _utd(bob.restarted().inbound.decrypt(ROOM, {**event, "event_id": "$copy:x"}), UtdReason.REPLAY)
+
+
+class CountingStore(MemoryStore):
+    """Counts single reads of replay records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.index_reads = 0
+
+    def get_megolm_index(self, session_id: str, index: int) -> MegolmIndexRecord | None:
+        self.index_reads += 1
+        return super().get_megolm_index(session_id, index)
+
+
+def test_prefetched_replay_records_give_the_same_verdicts(world: World) -> None:
+    alice = world.party(ALICE, "A1")
+    bob = Party(world.device(BOB, "B1"), world.directory, store=CountingStore(), clock=world.clock)
+    bob.receive(alice.share([BOB]), alice)
+    events = [alice.send(f"m{i}") for i in range(3)]
+    assert isinstance(bob.inbound.decrypt(ROOM, events[0]), Decrypted)  # committed
+    store = bob.store
+    assert isinstance(store, CountingStore)
+    bob = bob.restarted()
+    store.index_reads = 0
+    batch = [
+        events[0],
+        {**events[0], "event_id": "$replay0:x"},
+        events[1],
+        {**events[1], "event_id": "$replay1:x"},
+        events[2],
+        {**events[2], "content": {**events[2]["content"], "ciphertext": "!!"}},
+        "not an event",
+    ]
+    with bob.ctx.batch():
+        bob.inbound.prefetch_replay_records(batch)
+        results = [bob.inbound.decrypt(ROOM, event) for event in batch]
+    assert isinstance(results[0], Decrypted)
+    _utd(results[1], UtdReason.REPLAY)
+    assert isinstance(results[2], Decrypted)
+    _utd(results[3], UtdReason.REPLAY)
+    assert isinstance(results[4], Decrypted)
+    _utd(results[5], UtdReason.DECRYPTION_FAILED)
+    _utd(results[6], UtdReason.MALFORMED)
+    assert store.index_reads == 0  # every record came from the read-ahead
+    for event in events:
+        again = bob.restarted().inbound.decrypt(ROOM, {**event, "event_id": "$later:x"})
+        _utd(again, UtdReason.REPLAY)
+
+
+def test_prefetched_records_end_with_their_batch(world: World) -> None:
+    alice = world.party(ALICE, "A1")
+    bob = world.party(BOB, "B1")
+    bob.receive(alice.share([BOB]), alice)
+    event = alice.send("once")
+    with bob.ctx.batch():
+        bob.inbound.prefetch_replay_records([event])  # read ahead: nothing stored yet
+    # Another instance on the same store records the index meanwhile.
+    assert isinstance(bob.restarted().inbound.decrypt(ROOM, event), Decrypted)
+    # The stale "nothing stored" must not be believed in a later batch.
+    _utd(bob.inbound.decrypt(ROOM, {**event, "event_id": "$copy:x"}), UtdReason.REPLAY)
+    # Nor after a failed batch.
+    other = alice.send("twice")
+    with pytest.raises(RuntimeError), bob.ctx.batch():
+        bob.inbound.prefetch_replay_records([other])
+        raise RuntimeError("crash before commit")
+    assert isinstance(bob.restarted().inbound.decrypt(ROOM, other), Decrypted)
+    _utd(bob.inbound.decrypt(ROOM, {**other, "event_id": "$copy2:x"}), UtdReason.REPLAY)
 
 
 def test_index_of_a_failed_batch_is_not_kept(pair: tuple[Party, Party]) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from messa.client.rooms import apply_state, new_room
 from messa.client.timeline import (
+    ENCRYPTED,
     Positions,
     build_record,
     is_verification_event,
@@ -28,7 +29,7 @@ from messa.client.timeline import (
     verification_view,
 )
 from messa.store.base import Changes, RoomRecord, Store, TimelineRecord
-from messa.types.ids import RoomId, UserId
+from messa.types.ids import EventId, RoomId, UserId
 
 if TYPE_CHECKING:
     from messa.crypto.machine import OlmMachine
@@ -166,12 +167,27 @@ class SyncProcessor:
         rooms: dict[RoomId, RoomRecord],
     ) -> None:
         seen_in_batch = {t.event_id for t in changes.timeline if t.room_id == room_id}
+        # One store read for the whole batch of events instead of one per
+        # event; nothing is committed before this sync ends, so it stays true.
+        ids = [ev.get("event_id") for ev in events]
+        stored = self._store.get_timeline_events(
+            room_id, [EventId(e) for e in ids if isinstance(e, str) and e not in seen_in_batch]
+        )
+        # Likewise the replay records of the events about to be decrypted.
+        self._machine.inbound.prefetch_replay_records(
+            ev
+            for ev, event_id in zip(events, ids, strict=True)
+            if ev.get("type") == ENCRYPTED
+            and isinstance(event_id, str)
+            and event_id not in seen_in_batch
+            and _needs_decryption(stored.get(EventId(event_id)))
+        )
         last_ts = 0
         for ev in events:
             event_id = ev.get("event_id")
             if not isinstance(event_id, str) or event_id in seen_in_batch:
                 continue
-            existing = self._store.get_timeline_event(room_id, event_id)  # type: ignore[arg-type]
+            existing = stored.get(EventId(event_id))
             if existing is not None and existing.utd_reason is None:
                 continue  # already stored and readable: never duplicate
             position = existing.position if existing else self._positions.next_forward(changes)
@@ -190,6 +206,10 @@ class SyncProcessor:
         room = rooms.get(room_id)
         if room is not None and last_ts > room.last_ts:
             rooms[room_id] = dataclasses.replace(room, last_ts=last_ts)
+
+
+def _needs_decryption(existing: TimelineRecord | None) -> bool:
+    return existing is None or existing.utd_reason is not None
 
 
 def _inviter(state: list[dict[str, Any]], own_user: UserId) -> str | None:

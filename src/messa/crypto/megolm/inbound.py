@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from messa.crypto import _vodozemac as vz
@@ -88,12 +89,22 @@ class InboundGroupSessions:
         # Indices recorded in the open batch, not yet visible in the store.
         self._pending_for: Changes | None = None
         self._pending: dict[tuple[str, int], EventId] = {}
+        # Replay records read ahead for the open batch (None: nothing
+        # stored). The store changes only when the batch commits, which
+        # ends their validity with the batch.
+        self._known: dict[tuple[str, int], EventId | None] = {}
         ctx.on_rollback(self._drop_caches)
 
     def _drop_caches(self) -> None:
         self._cache.clear()
         self._pending_for = None
         self._pending = {}
+        self._known = {}
+
+    def _batch_state(self, changes: Changes) -> None:
+        """Start the per-batch maps afresh when ``changes`` is a new batch."""
+        if self._pending_for is not changes:
+            self._pending_for, self._pending, self._known = changes, {}, {}
 
     # --- sessions ------------------------------------------------------------
 
@@ -386,18 +397,50 @@ class InboundGroupSessions:
             )
         return device.device_id, device.trust
 
+    def prefetch_replay_records(self, events: Iterable[object]) -> None:
+        """Read the replay records of many encrypted room events with one store read.
+
+        Only an optimisation for a batch about to decrypt ``events`` (a sync's
+        timeline): :meth:`decrypt` then finds the records in memory instead
+        of reading them one event at a time. The answers are kept until the
+        open batch ends; call it inside that batch. Malformed events are
+        skipped here and judged by :meth:`decrypt`.
+        """
+        with self._ctx.batch() as changes:
+            self._batch_state(changes)
+            wanted: list[tuple[str, int]] = []
+            for event in events:
+                parsed = _parse.parse_encrypted_event(event)
+                if isinstance(parsed, UnableToDecrypt):
+                    continue
+                try:
+                    index = vz.MegolmMessage.from_base64(parsed.ciphertext).message_index()
+                except (ValueError, TypeError):
+                    continue
+                key = (parsed.session_id, index)
+                if key not in self._pending and key not in self._known:
+                    wanted.append(key)
+            if not wanted:
+                return
+            found = self._ctx.store.get_megolm_indices(wanted)
+            for key in wanted:
+                record = found.get(key)
+                self._known[key] = None if record is None else record.event_id
+
     def _record_index(
         self, room_id: RoomId, session_id: str, index: int, event_id: EventId
     ) -> UnableToDecrypt | None:
         """Remember which event used this index; refuse another event at the same index."""
         with self._ctx.batch() as changes:
-            if self._pending_for is not changes:
-                self._pending_for, self._pending = changes, {}
+            self._batch_state(changes)
             key = (session_id, index)
             first = self._pending.get(key)
             if first is None:
-                stored = self._ctx.store.get_megolm_index(session_id, index)
-                first = None if stored is None else stored.event_id
+                if key in self._known:
+                    first = self._known[key]
+                else:
+                    stored = self._ctx.store.get_megolm_index(session_id, index)
+                    first = None if stored is None else stored.event_id
             if first is not None:
                 if first == event_id:
                     return None  # the same event decrypted again

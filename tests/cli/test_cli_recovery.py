@@ -230,6 +230,8 @@ def test_a_new_device_restores_with_the_recovery_key(
     assert RECOVERY_KEY.match(doc["recovery_key"]), doc
     assert doc["passphrase"] is False
     key = doc["recovery_key"]
+    again = runner("recovery", "setup", "--json", profile=chat.alice_profile)
+    assert again.code == ExitCode.USAGE and "--reset" in again.err, again
 
     status = ok(runner("backup", "status", "--json", profile=chat.alice_profile)).json()
     assert_schema(status, STATUS_SCHEMA)
@@ -291,7 +293,11 @@ def test_a_new_device_restores_with_the_passphrase(
     homeserver: EmbeddedHomeserver, runner: Messa, chat: Chat, tmp_path: Path
 ) -> None:
     phrase = {"MESSA_RECOVERY_PASSPHRASE": "a long recovery passphrase for alice"}
-    setup = ok(runner("recovery", "setup", "--passphrase", profile=chat.alice_profile, env=phrase))
+    setup = ok(
+        runner(
+            "recovery", "setup", "--passphrase", "--reset", profile=chat.alice_profile, env=phrase
+        )
+    )
     # People see the key once, framed, with the warning to keep it safe.
     assert "shown only this once" in setup.out and "Anyone who has it" in setup.out
     assert re.search(r"([1-9A-HJ-NP-Za-km-z]{4} ){11}[1-9A-HJ-NP-Za-km-z]{4}", setup.out)

@@ -98,6 +98,10 @@ class RecoveryMixin:
                 storage.update(name, content)
         return storage
 
+    async def recovery_is_set_up(self) -> bool:
+        """Whether the account already has secret storage (a recovery key)."""
+        return await self._account_data(DEFAULT_KEY_EVENT) is not None
+
     async def setup_recovery(
         self,
         *,

@@ -91,6 +91,12 @@ def setup(
         ),
     ] = False,
     password_stdin: PasswordStdin = False,
+    reset: Annotated[
+        bool,
+        typer.Option(
+            "--reset", help="Replace an existing recovery key (the old one stops working)."
+        ),
+    ] = False,
     json_mode: JsonFlag = False,
 ) -> None:
     """Set up recovery and print the recovery key, once.
@@ -99,17 +105,23 @@ def setup(
     homeserver, encrypted under a new recovery key (creating the key backup
     if there is none). Keep the key safe and away from this device: with it
     (or the passphrase), `messa recovery restore` brings your keys and
-    history to a new device. Running setup again makes a new recovery key;
-    the old one stops working.
+    history to a new device. Setup refuses to replace an existing recovery
+    key unless given --reset (the old key then stops working).
     """
     state = state_of(ctx, json_mode)
     password = read_secret("Password", from_stdin=True) if password_stdin else None
-    run_async(_setup(state, passphrase, password))
+    run_async(_setup(state, passphrase, password, reset))
 
 
-async def _setup(state: CliState, use_passphrase: bool, password: str | None) -> None:
+async def _setup(state: CliState, use_passphrase: bool, password: str | None, reset: bool) -> None:
     out = state.out
     async with open_client(state) as client:
+        if not reset and await client.recovery_is_set_up():
+            raise CliError(
+                ExitCode.USAGE,
+                "recovery is already set up for this account: `messa recovery setup --reset` "
+                "makes a new recovery key (the old one then stops working)",
+            )
         phrase = None
         if use_passphrase:
             phrase = ask_secret("New recovery passphrase", RECOVERY_PASSPHRASE_ENV, confirm=True)

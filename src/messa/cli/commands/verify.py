@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 __all__ = ["bootstrap", "ensure_cross_signing", "keys_app", "verify"]
 
 keys_app = typer.Typer(
-    help="This account's cross-signing keys.", no_args_is_help=True, rich_markup_mode=None
+    help="This account's keys: cross-signing keys, and room keys to export or import.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 PasswordStdin = Annotated[

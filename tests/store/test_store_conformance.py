@@ -382,6 +382,33 @@ def test_saved_records_are_not_aliased_to_the_caller(store: Store) -> None:
     assert got is not None and got.event["content"]["body"] == "original"
 
 
+def test_nested_values_are_not_aliased_to_the_caller(store: Store) -> None:
+    raw = {"type": "m.room.encrypted", "content": {"list": [1, {"deep": ["x"]}]}}
+    shared = {BOB: {"BOBDEV": {"curve25519": "curveB", "index": 0}}}
+    members = {ALICE: "join"}
+    values = {"v": bytearray(b"abc")}
+    store.save_changes(
+        Changes(
+            timeline=[event("$e1", 1, raw=raw, utd_reason="missing key", session_id="s1")],
+            outbound_group_sessions=[outbound(ROOM, shared_with=shared)],
+            rooms=[room(ROOM, members=members)],
+            values=values,
+        )
+    )
+    raw["content"]["list"][1]["deep"].append("mutated")
+    shared[BOB]["BOBDEV"]["index"] = 99
+    members[BOB] = "join"
+    values["v"][0] = ord("z")
+    got = store.get_timeline_event(ROOM, EventId("$e1"))
+    assert got is not None and got.raw == {
+        "type": "m.room.encrypted",
+        "content": {"list": [1, {"deep": ["x"]}]},
+    }
+    assert store.get_outbound_group_session(ROOM) == outbound(ROOM)
+    assert store.get_room(ROOM) == room(ROOM)
+    assert store.get_value("v") == b"abc"
+
+
 def test_unicode_and_odd_strings_round_trip(store: Store) -> None:
     odd = "emoji 🔐, nul \x00, lone surrogate \ud800, rtl \u202e"
     rid = RoomId("!ü:example.org")

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from messa.crypto.interfaces import DecryptedOlmEvent
+from messa.crypto.megolm import _parse
 from messa.errors import RemoteInputError
 from messa.types.events import Decrypted, UnableToDecrypt
 
@@ -142,3 +143,31 @@ def test_withheld_content_raises_only_typed_errors(content: Any) -> None:
     _, bob, _ = _setup()
     with contextlib.suppress(RemoteInputError):
         bob.inbound.receive_withheld(ALICE, content)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(FIELDS), json_values, st.booleans())
+def test_read_ahead_never_raises_nor_changes_verdicts(
+    field: str, value: object, whole: bool
+) -> None:
+    _, bob, event = _setup()
+    mutated: object = value
+    if not whole:
+        mutated = {**event, "content": dict(event["content"])}
+        if field in ("type", "content", "sender", "event_id"):
+            mutated[field] = value
+        else:
+            mutated["content"][field] = value
+    fields = _parse.session_and_ciphertext(mutated)
+    parsed = _parse.parse_encrypted_event(mutated)
+    if isinstance(parsed, _parse.EncryptedEvent):
+        assert fields == (parsed.session_id, parsed.ciphertext)
+    without = bob.restarted().inbound.decrypt(ROOM, mutated)
+    reader = bob.restarted()
+    with reader.ctx.batch():
+        reader.inbound.prefetch_replay_records([mutated, event])
+        with_read_ahead = reader.inbound.decrypt(ROOM, mutated)
+    assert type(with_read_ahead) is type(without)
+    if isinstance(without, UnableToDecrypt):
+        assert isinstance(with_read_ahead, UnableToDecrypt)
+        assert with_read_ahead.reason is without.reason

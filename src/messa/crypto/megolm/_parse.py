@@ -70,6 +70,23 @@ def parse_encrypted_event(event: object) -> EncryptedEvent | UnableToDecrypt:
     return EncryptedEvent(sender, event_id, session_id, ciphertext)
 
 
+def session_and_ciphertext(event: object) -> tuple[str, str] | None:
+    """The ``session_id`` and ``ciphertext`` of what looks like an encrypted event.
+
+    A cheap look for reading ahead (it checks only their types); the event
+    itself is judged by :func:`parse_encrypted_event` when it is decrypted.
+    """
+    if not isinstance(event, dict):
+        return None
+    content = event.get("content")
+    if not isinstance(content, dict):
+        return None
+    session_id, ciphertext = content.get("session_id"), content.get("ciphertext")
+    if _valid_session_id(session_id) and isinstance(ciphertext, str) and ciphertext:
+        return session_id, ciphertext
+    return None
+
+
 def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"non-JSON number {name}")
 

@@ -410,14 +410,15 @@ class InboundGroupSessions:
             self._batch_state(changes)
             wanted: list[tuple[str, int]] = []
             for event in events:
-                parsed = _parse.parse_encrypted_event(event)
-                if isinstance(parsed, UnableToDecrypt):
+                fields = _parse.session_and_ciphertext(event)
+                if fields is None:
                     continue
+                session_id, ciphertext = fields
                 try:
-                    index = vz.MegolmMessage.from_base64(parsed.ciphertext).message_index()
+                    index = vz.MegolmMessage.from_base64(ciphertext).message_index()
                 except (ValueError, TypeError):
                     continue
-                key = (parsed.session_id, index)
+                key = (session_id, index)
                 if key not in self._pending and key not in self._known:
                     wanted.append(key)
             if not wanted:

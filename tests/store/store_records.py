@@ -155,6 +155,9 @@ def read_all(store: Store, u: Universe) -> dict[str, Any]:
         "inbound": {
             k: store.get_inbound_group_session(RoomId(k[0]), k[1]) for k in sorted(u.group_sessions)
         },
+        "inbound_batch": store.get_inbound_group_sessions(
+            [(RoomId(r), s) for r, s in sorted(u.group_sessions)]
+        ),
         "inbound_all": list(store.iter_inbound_group_sessions()),
         "inbound_not_backed_up": list(store.iter_inbound_group_sessions(only_not_backed_up=True)),
         "inbound_count": store.count_inbound_group_sessions(),

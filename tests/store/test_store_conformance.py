@@ -201,7 +201,18 @@ def test_batch_reads_match_single_reads(store: Store) -> None:
     assert store.get_timeline_events(ROOM, [EventId("$e1")]) == {}
     assert store.get_megolm_indices([]) == {}
     assert store.get_megolm_indices([("s1", 0)]) == {}
+    assert store.get_inbound_group_sessions([(ROOM, "s1")]) == {}
     store.save_changes(full_changes())
+    sessions = [(ROOM, "s1"), (ROOM, "s2"), (OTHER_ROOM, "s1"), (OTHER_ROOM, "s2"), (ROOM, "s1")]
+    assert store.get_inbound_group_sessions(sessions) == {
+        (ROOM, "s1"): inbound(ROOM, "s1"),
+        (ROOM, "s2"): inbound(ROOM, "s2", backed_up=True, forwarding_chain=("c1", "c2")),
+        (OTHER_ROOM, "s1"): inbound(
+            OTHER_ROOM, "s1", authenticated=False, source="backup", sender_user=None
+        ),
+    }
+    got_chain = store.get_inbound_group_sessions([(ROOM, "s2")])[(ROOM, "s2")].forwarding_chain
+    assert isinstance(got_chain, tuple)
     asked = [EventId(e) for e in ("$e1", "$e2", "$x1", "$missing", "$e1")]
     got = store.get_timeline_events(ROOM, asked)
     assert got == {
@@ -239,6 +250,9 @@ def test_batch_reads_of_many_keys(store: Store) -> None:
     assert got == {e: event(e, int(e[2:])) for e in wanted if int(e[2:]) < n}
     indices = store.get_megolm_indices([("s1", i) for i in range(n + 10)])
     assert indices == {("s1", i): megolm_index("s1", i, f"$m{i}") for i in range(n)}
+    store.save_changes(Changes(inbound_group_sessions=[inbound(ROOM, f"s{i}") for i in range(n)]))
+    sessions = store.get_inbound_group_sessions([(ROOM, f"s{i}") for i in range(0, n + 50, 2)])
+    assert sessions == {(ROOM, f"s{i}"): inbound(ROOM, f"s{i}") for i in range(0, n, 2)}
 
 
 def test_batch_reads_of_a_closed_store_raise(store: Store) -> None:
@@ -247,6 +261,8 @@ def test_batch_reads_of_a_closed_store_raise(store: Store) -> None:
         store.get_timeline_events(ROOM, [])
     with pytest.raises(StoreClosedError):
         store.get_megolm_indices([])
+    with pytest.raises(StoreClosedError):
+        store.get_inbound_group_sessions([])
 
 
 def test_values_none_deletes(store: Store) -> None:

@@ -239,9 +239,12 @@ def test_swapped_rows_are_detected_by_batch_reads(db_path: Path) -> None:
     two_rooms(db_path)
     with SqliteStore(db_path, KEY) as store:
         store.save_changes(
-            Changes(megolm_indices=[megolm_index("s1", 0, "$e1"), megolm_index("s1", 1, "$e2")])
+            Changes(
+                megolm_indices=[megolm_index("s1", 0, "$e1"), megolm_index("s1", 1, "$e2")],
+                inbound_group_sessions=[inbound(ROOM, "s1"), inbound(ROOM, "s2")],
+            )
         )
-    for table in ("timeline", "megolm_indices"):
+    for table in ("timeline", "megolm_indices", "inbound_group_sessions"):
         (k1, v1), (k2, v2) = raw_rows(db_path, table)
         sql(db_path, f"UPDATE {table} SET v = ? WHERE k = ?", (v2, k1))  # noqa: S608
         sql(db_path, f"UPDATE {table} SET v = ? WHERE k = ?", (v1, k2))  # noqa: S608
@@ -252,6 +255,8 @@ def test_swapped_rows_are_detected_by_batch_reads(db_path: Path) -> None:
             store.get_timeline_events(ROOM, [EventId("$e2")])
         with pytest.raises(StoreCorruptError):
             store.get_megolm_indices([("s1", 0)])
+        with pytest.raises(StoreCorruptError):
+            store.get_inbound_group_sessions([(ROOM, "s2")])
         assert store.get_timeline_events(ROOM, [EventId("$e3")]) == {}
 
 

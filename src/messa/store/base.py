@@ -278,6 +278,16 @@ class Store(Protocol):
         """Return one inbound Megolm session."""
         ...
 
+    def get_inbound_group_sessions(
+        self, keys: Iterable[tuple[RoomId, str]]
+    ) -> dict[tuple[RoomId, str], InboundGroupSessionRecord]:
+        """Return several inbound Megolm sessions by ``(room_id, session_id)``.
+
+        One read for many lookups (e.g. a batch of keys from a backup);
+        sessions not stored are absent from the result.
+        """
+        ...
+
     def iter_inbound_group_sessions(
         self, *, only_not_backed_up: bool = False
     ) -> Iterator[InboundGroupSessionRecord]:

@@ -142,6 +142,18 @@ class MemoryStore:
         self._check()
         return self._inbound.get((room_id, session_id))
 
+    def get_inbound_group_sessions(
+        self, keys: Iterable[tuple[RoomId, str]]
+    ) -> dict[tuple[RoomId, str], InboundGroupSessionRecord]:
+        """Return several inbound group sessions."""
+        self._check()
+        found = {}
+        for room_id, session_id in keys:
+            record = self._inbound.get((room_id, session_id))
+            if record is not None:
+                found[(room_id, session_id)] = record
+        return found
+
     def iter_inbound_group_sessions(
         self, *, only_not_backed_up: bool = False
     ) -> Iterator[InboundGroupSessionRecord]:

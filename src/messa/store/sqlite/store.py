@@ -182,6 +182,13 @@ class SqliteStore:
         """Return one inbound Megolm session."""
         return self._one(InboundGroupSessionRecord, "inbound_group_sessions", room_id, session_id)
 
+    def get_inbound_group_sessions(
+        self, keys: Iterable[tuple[RoomId, str]]
+    ) -> dict[tuple[RoomId, str], InboundGroupSessionRecord]:
+        """Return several inbound Megolm sessions by ``(room_id, session_id)``."""
+        table = "inbound_group_sessions"
+        return self._many(InboundGroupSessionRecord, table, keys, lambda key: key)
+
     def iter_inbound_group_sessions(
         self, *, only_not_backed_up: bool = False
     ) -> Iterator[InboundGroupSessionRecord]:

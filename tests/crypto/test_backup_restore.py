@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -19,9 +20,10 @@ from messa.crypto.backup import (
 )
 from messa.crypto.interfaces import DecryptedOlmEvent
 from messa.errors import BackupKeyMismatchError, CryptoMisuseError
-from messa.store.base import Changes
+from messa.store.base import Changes, InboundGroupSessionRecord
 from messa.store.memory import MemoryStore
 from messa.types.events import Decrypted, UnableToDecrypt, UtdReason
+from messa.types.ids import RoomId
 from messa.types.keys import MEGOLM_ALGORITHM, LocalTrust, TrustState
 
 from .megolm_fakes import ALICE, BOB, OTHER_ROOM, ROOM, Party, World
@@ -31,15 +33,29 @@ Rooms = dict[str, dict[str, Any]]
 
 
 class CountingStore(MemoryStore):
-    """Counts commits."""
+    """Counts commits and reads of inbound sessions."""
 
     def __init__(self) -> None:
         super().__init__()
         self.commits = 0
+        self.single_reads = 0
+        self.batch_reads = 0
 
     def save_changes(self, changes: Changes) -> None:
         self.commits += 1
         super().save_changes(changes)
+
+    def get_inbound_group_session(
+        self, room_id: RoomId, session_id: str
+    ) -> InboundGroupSessionRecord | None:
+        self.single_reads += 1
+        return super().get_inbound_group_session(room_id, session_id)
+
+    def get_inbound_group_sessions(
+        self, keys: Iterable[tuple[RoomId, str]]
+    ) -> dict[tuple[RoomId, str], InboundGroupSessionRecord]:
+        self.batch_reads += 1
+        return super().get_inbound_group_sessions(keys)
 
 
 @pytest.fixture
@@ -295,6 +311,46 @@ def test_store_writes_are_batched_and_progress_reported(world: World) -> None:
     assert len(infos) == 23 and restorer.result.imported == 23
     assert [r.done for r in reports] == [10, 20, 23]
     assert all(r.total == 23 for r in reports)
+    # One read of the sessions we hold per batch, never one per key.
+    assert (store.single_reads, store.batch_reads) == (0, 3)
+
+    # Restoring again after a restart (nothing cached): the held sessions are
+    # looked up once per batch before decrypting, and nothing is written.
+    restarted = fresh_party.restarted()
+    machine = BackupMachine(restarted.ctx, AccountMachine(restarted.ctx), restarted.inbound)
+    store.batch_reads, commits = 0, store.commits
+    again = machine.restorer(version, key=alice.backup.decryption_key, batch_size=10)
+    again.feed(all_entries)
+    again.finish()
+    assert (again.result.imported, again.result.skipped) == (0, 23)
+    assert (store.single_reads, store.batch_reads) == (0, 3)
+    assert store.commits == commits
+
+
+def test_an_unreadable_held_copy_fails_only_its_entry(world: World) -> None:
+    alice = BackupDevice(world, ALICE, "ALICE1")
+    bob = world.party(BOB, "BOB1")
+    groups = [receive_group_session(alice.party, bob)[0] for _ in range(3)]
+    version, rooms = backed_up(alice)
+    fresh = new_device(world)
+    broken = InboundGroupSessionRecord(
+        room_id=ROOM,
+        session_id=groups[1].session_id,
+        sender_key=bob.device.curve25519,
+        signing_key="",
+        sender_user=None,
+        pickle="not a pickle",
+        first_known_index=7,
+        authenticated=False,
+        source="import",
+    )
+    fresh.party.store.save_changes(Changes(inbound_group_sessions=[broken]))
+    result = fresh.backup.restore(version, entries(rooms), key=alice.backup.decryption_key)
+    assert (result.imported, result.skipped, result.errors) == (2, 0, 1)
+    assert result.error_kinds == {"CryptoError": 1}
+    assert fresh.party.store.get_inbound_group_session(ROOM, groups[1].session_id) == broken
+    for group in (groups[0], groups[2]):
+        assert fresh.inbound.has_session(ROOM, group.session_id)
 
 
 def test_restore_from_the_active_version_is_not_uploaded_again(world: World) -> None:
@@ -318,6 +374,30 @@ def test_restore_from_the_active_version_is_not_uploaded_again(world: World) -> 
     other.backup.restore(version, entries(rooms), key=key)
     request = other.backup.upload_request()
     assert request is not None and request.session_count() == 3
+
+    # A merge that keeps our own (better-sourced) record is not the backup's
+    # copy: it must still be uploaded, even to the version restored from.
+    group, _ = receive_group_session(alice.party, bob)
+    version, rooms = backed_up(alice)  # a new version, with a new key
+    key = alice.backup.decryption_key
+    assert key is not None
+    third = new_device(world, "ALICE5")
+    third.backup.set_decryption_key(key, version)
+    third.backup.enable(version)
+    late = vz.InboundGroupSession(group.session_key)  # at index 1: worse than the backup's
+    third.inbound.import_session(
+        ROOM,
+        late.export_at(1).to_base64(),  # type: ignore[union-attr]
+        session_id=group.session_id,
+        sender_key=bob.device.curve25519,
+        source="forward",
+    )
+    third.backup.restore(version, entries(rooms))
+    record = third.inbound.get_record(ROOM, group.session_id)
+    assert record is not None and record.first_known_index == 0 and record.source == "forward"
+    request = third.backup.upload_request()
+    assert request is not None
+    assert [s for r in request.rooms.values() for s in r["sessions"]] == [group.session_id]
 
 
 def test_restore_needs_the_matching_key(world: World) -> None:

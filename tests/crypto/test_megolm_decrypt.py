@@ -12,8 +12,9 @@ import pytest
 from messa.crypto import _vodozemac as vz
 from messa.crypto.interfaces import DecryptedOlmEvent
 from messa.crypto.megolm import EncryptionSettings
-from messa.errors import InvalidInputError, MegolmError, UnknownAlgorithmError
-from messa.store.base import MegolmIndexRecord
+from messa.crypto.megolm.inbound import PreparedSession
+from messa.errors import CryptoError, InvalidInputError, MegolmError, UnknownAlgorithmError
+from messa.store.base import Changes, InboundGroupSessionRecord, MegolmIndexRecord
 from messa.store.memory import MemoryStore
 from messa.types.events import Decrypted, UnableToDecrypt, UtdReason
 from messa.types.ids import RoomId
@@ -541,6 +542,80 @@ def test_worse_copy_does_not_replace_better(world: World, pair: tuple[Party, Par
     for party in (bob, bob.restarted()):
         assert party.inbound.get_record(ROOM, session.session_id) == record
     assert isinstance(bob.inbound.decrypt(ROOM, first), Decrypted)
+
+
+def test_storing_many_sessions_at_once(world: World, pair: tuple[Party, Party]) -> None:
+    alice, bob = pair
+    sessions = [vz.GroupSession() for _ in range(3)]
+    keys = [s.session_key.to_base64() for s in sessions]
+
+    def prepared(i: int, index: int, source: str = "backup") -> PreparedSession:
+        return bob.inbound.prepare_import(
+            ROOM,
+            _export(keys[i], index),
+            session_id=sessions[i].session_id,
+            sender_key=alice.device.curve25519,
+            source=source,
+        )
+
+    with pytest.raises(MegolmError):  # checked before anything is stored
+        bob.inbound.prepare_import(
+            ROOM, "garbage", session_id=sessions[0].session_id, sender_key="k"
+        )
+    held = bob.inbound.prepare_import(
+        ROOM, _export(keys[2], 0), session_id=sessions[2].session_id, sender_key="k"
+    )
+    assert bob.inbound.store_sessions([held])[0] is not None
+    before = bob.inbound.get_record(ROOM, sessions[2].session_id)
+    # Within one call a later copy sees the earlier one: a better index
+    # improves it, a worse one is refused; one we hold is not replaced.
+    batch = [prepared(0, 2), prepared(0, 1), prepared(0, 3), prepared(1, 0), prepared(2, 1)]
+    outcomes = bob.inbound.store_sessions(batch, backed_up_source="backup")
+    assert [o is not None for o in outcomes] == [True, True, False, True, False]
+    for party in (bob, bob.restarted()):
+        first = party.inbound.get_record(ROOM, sessions[0].session_id)
+        assert first is not None and first.first_known_index == 1 and first.backed_up
+        second = party.inbound.get_record(ROOM, sessions[1].session_id)
+        assert second is not None and second.backed_up and not second.authenticated
+        assert party.inbound.get_record(ROOM, sessions[2].session_id) == before
+    records = bob.restarted().inbound.get_records(
+        [(ROOM, s.session_id) for s in sessions] + [(ROOM, "unknown")]
+    )
+    assert records == {
+        (ROOM, s.session_id): bob.inbound.get_record(ROOM, s.session_id) for s in sessions
+    }
+
+
+def test_an_unreadable_held_copy_stores_nothing_of_the_batch(pair: tuple[Party, Party]) -> None:
+    _, bob = pair
+    broken, fine = vz.GroupSession(), vz.GroupSession()
+    bob.store.save_changes(
+        Changes(
+            inbound_group_sessions=[
+                InboundGroupSessionRecord(
+                    room_id=ROOM,
+                    session_id=broken.session_id,
+                    sender_key="k",
+                    signing_key="",
+                    sender_user=None,
+                    pickle="not a pickle",
+                    first_known_index=5,
+                    authenticated=False,
+                    source="import",
+                )
+            ]
+        )
+    )
+    batch = [
+        bob.inbound.prepare_import(
+            ROOM, _export(s.session_key.to_base64(), 0), session_id=s.session_id, sender_key="k"
+        )
+        for s in (fine, broken)
+    ]
+    with pytest.raises(CryptoError):
+        bob.inbound.store_sessions(batch)
+    assert not bob.inbound.has_session(ROOM, fine.session_id)
+    assert bob.inbound.store_sessions(batch[:1])[0] is not None
 
 
 def test_better_index_from_an_import_keeps_authentication(pair: tuple[Party, Party]) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from messa.crypto.backup.keys import BackupDecryptionKey
 from messa.crypto.backup.session_data import (
@@ -22,8 +22,9 @@ from messa.crypto.backup.session_data import (
     parse_session_data,
 )
 from messa.crypto.context import CryptoContext
-from messa.crypto.megolm.inbound import InboundGroupSessions, RoomKeyInfo
+from messa.crypto.megolm.inbound import InboundGroupSessions, PreparedSession, RoomKeyInfo
 from messa.errors import CryptoError, RemoteInputError
+from messa.types.ids import RoomId
 
 log = logging.getLogger(__name__)
 
@@ -152,21 +153,26 @@ class Restorer:
         return infos[0] if infos else None
 
     def _batch(self, chunk: list[RawEntry]) -> list[RoomKeyInfo]:
-        available: list[RoomKeyInfo] = []
         self._seen.clear()
         with self._ctx.batch():
-            for room_id, session_id, data in chunk:
+            entries = [
+                self._parse(room_id, session_id, data) for room_id, session_id, data in chunk
+            ]
+            held = self._held([e for e in entries if isinstance(e, KeyBackupEntry)])
+            prepared: list[PreparedSession] = []
+            for entry in entries:
+                if not isinstance(entry, KeyBackupEntry):
+                    continue  # already counted
                 try:
-                    info = self._one(room_id, session_id, data)
+                    one = self._prepare(entry, held)
                 except (CryptoError, RemoteInputError) as exc:
-                    self.result.errors += 1
-                    self.result.error_kinds[type(exc).__name__] += 1
+                    self._error(exc)
                     continue
-                if info is None:
+                if one is None:
                     self.result.skipped += 1
                 else:
-                    self.result.imported += 1
-                    available.append(info)
+                    prepared.append(one)
+            available = self._store(prepared)
         if self.result.errors:
             log.debug("backup restore: %d entries rejected so far", self.result.errors)
         if self._progress is not None:
@@ -176,16 +182,48 @@ class Restorer:
             )
         return available
 
-    def _one(self, room_id: object, session_id: object, data: object) -> RoomKeyInfo | None:
-        entry = parse_key_backup_data(room_id, session_id, data)
+    def _error(self, exc: Exception) -> None:
+        self.result.errors += 1
+        self.result.error_kinds[type(exc).__name__] += 1
+
+    def _parse(self, room_id: object, session_id: object, data: object) -> KeyBackupEntry | None:
+        """The validated entry, or ``None`` (counted) if rejected or listed twice."""
+        try:
+            entry = parse_key_backup_data(room_id, session_id, data)
+        except RemoteInputError as exc:
+            self._error(exc)
+            return None
         wanted = (entry.room_id, entry.session_id)
         if wanted in self._seen:
-            return None  # listed twice in one answer: the first copy counts
+            self.result.skipped += 1  # listed twice in one answer: the first copy counts
+            return None
         self._seen.add(wanted)
-        if self._precheck and self._have_as_good(entry):
+        return entry
+
+    def _held(self, entries: list[KeyBackupEntry]) -> dict[tuple[RoomId, str], int]:
+        """First known index of the sessions we hold among ``entries`` (one store read).
+
+        Looking them up before decrypting pays off only when we may hold a
+        good share of the backup already (a repeated restore); a new device
+        skips it.
+        """
+        if not self._precheck or not entries:
+            return {}
+        records = self._inbound.get_records((e.room_id, e.session_id) for e in entries)
+        return {key: record.first_known_index for key, record in records.items()}
+
+    def _prepare(
+        self, entry: KeyBackupEntry, held: dict[tuple[RoomId, str], int]
+    ) -> PreparedSession | None:
+        # The entry's index is the server's unauthenticated claim: at worst a
+        # lying server makes us skip a key it could as well have deleted. This
+        # is only an optimisation: store_sessions never lets a worse copy
+        # replace a better one anyway.
+        index = held.get((entry.room_id, entry.session_id))
+        if index is not None and index <= entry.first_message_index:
             return None  # no need to spend a decryption on it
         session = parse_session_data(self._key.decrypt(entry.session_data))
-        info = self._inbound.import_session(
+        return self._inbound.prepare_import(
             entry.room_id,
             session.session_key,
             session_id=entry.session_id,
@@ -194,31 +232,21 @@ class Restorer:
             source=BACKUP_SOURCE,
             forwarding_chain=session.forwarding_chain,
         )
-        if info is not None and self._mark:
-            # The import just queued the session's record: amend it rather than
-            # write the session twice. Only a record that *is* the backup's copy
-            # is already backed up; a merge that kept something better of ours
-            # (another source) must still be sent.
-            pending = self._ctx.changes.inbound_group_sessions
-            last = pending[-1] if pending else None
-            if (
-                last is not None
-                and last.session_id == entry.session_id
-                and last.room_id == entry.room_id
-                and last.source == BACKUP_SOURCE
-                and not last.backed_up
-            ):
-                pending[-1] = replace(last, backed_up=True)
-        return info
 
-    def _have_as_good(self, entry: KeyBackupEntry) -> bool:
-        """Whether we hold the session from an index no later than the entry's.
-
-        Only an optimisation: :meth:`InboundGroupSessions.import_session`
-        never lets a worse copy replace a better one anyway.
-
-        The entry's index is the server's unauthenticated claim: at worst a
-        lying server makes us skip a key it could as well have deleted.
-        """
-        record = self._inbound.get_record(entry.room_id, entry.session_id)
-        return record is not None and record.first_known_index <= entry.first_message_index
+    def _store(self, prepared: list[PreparedSession]) -> list[RoomKeyInfo]:
+        mark = BACKUP_SOURCE if self._mark else None
+        try:
+            outcomes = self._inbound.store_sessions(prepared, backed_up_source=mark)
+        except CryptoError:
+            # A copy we hold is unreadable (nothing was stored): store the
+            # others one at a time so that only the affected entries fail.
+            outcomes = []
+            for one in prepared:
+                try:
+                    outcomes.extend(self._inbound.store_sessions([one], backed_up_source=mark))
+                except CryptoError as exc:
+                    self._error(exc)
+        available = [info for info in outcomes if info is not None]
+        self.result.imported += len(available)
+        self.result.skipped += len(outcomes) - len(available)
+        return available

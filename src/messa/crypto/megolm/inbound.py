@@ -18,15 +18,16 @@ from __future__ import annotations
 import hmac
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
 from messa.crypto import _vodozemac as vz
 from messa.crypto.context import CryptoContext
 from messa.crypto.interfaces import DecryptedOlmEvent, DeviceSource
 from messa.crypto.megolm import _parse
+from messa.crypto.megolm._replay import ReplayRecords
 from messa.errors import CryptoError, InvalidInputError, MegolmError
-from messa.store.base import Changes, InboundGroupSessionRecord, MegolmIndexRecord, WithheldRecord
+from messa.store.base import InboundGroupSessionRecord, WithheldRecord
 from messa.types import ids
 from messa.types.events import (
     Decrypted,
@@ -35,7 +36,7 @@ from messa.types.events import (
     UnableToDecrypt,
     UtdReason,
 )
-from messa.types.ids import Curve25519Key, DeviceId, Ed25519Key, EventId, RoomId, UserId
+from messa.types.ids import Curve25519Key, DeviceId, Ed25519Key, RoomId, UserId
 from messa.types.keys import Device, TrustState
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,18 @@ class RoomKeyInfo:
 class _Live:
     session: vz.InboundGroupSession
     record: InboundGroupSessionRecord
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedSession:
+    """A session key that passed its checks, ready for ``store_sessions``.
+
+    ``record`` describes the session with an empty ``pickle``. The session
+    is secret key material: never log it.
+    """
+
+    session: vz.InboundGroupSession = field(repr=False)
+    record: InboundGroupSessionRecord = field(repr=False)
 
 
 def _connected(a: vz.InboundGroupSession, b: vz.InboundGroupSession) -> bool:
@@ -86,25 +99,12 @@ class InboundGroupSessions:
         self._devices = devices
         self._cache_size = max(1, cache_size)
         self._cache: OrderedDict[tuple[str, str], _Live] = OrderedDict()
-        # Indices recorded in the open batch, not yet visible in the store.
-        self._pending_for: Changes | None = None
-        self._pending: dict[tuple[str, int], EventId] = {}
-        # Replay records read ahead for the open batch (None: nothing
-        # stored). The store changes only when the batch commits, which
-        # ends their validity with the batch.
-        self._known: dict[tuple[str, int], EventId | None] = {}
+        self._replay = ReplayRecords(ctx)
         ctx.on_rollback(self._drop_caches)
 
     def _drop_caches(self) -> None:
         self._cache.clear()
-        self._pending_for = None
-        self._pending = {}
-        self._known = {}
-
-    def _batch_state(self, changes: Changes) -> None:
-        """Start the per-batch maps afresh when ``changes`` is a new batch."""
-        if self._pending_for is not changes:
-            self._pending_for, self._pending, self._known = changes, {}, {}
+        self._replay.drop()
 
     # --- sessions ------------------------------------------------------------
 
@@ -157,7 +157,7 @@ class InboundGroupSessions:
             authenticated=True,
             source="room_key",
         )
-        return self._offer(session, record)
+        return self.store_sessions([PreparedSession(session, record)])[0]
 
     def import_session(
         self,
@@ -187,6 +187,39 @@ class InboundGroupSessions:
             InvalidInputError: if the room id is invalid.
             MegolmError: if the key is invalid or not the declared session.
         """
+        prepared = self.prepare_import(
+            room_id,
+            session_key,
+            session_id=session_id,
+            sender_key=sender_key,
+            signing_key=signing_key,
+            sender_user=sender_user,
+            source=source,
+            forwarding_chain=forwarding_chain,
+        )
+        return self.store_sessions([prepared])[0]
+
+    @staticmethod
+    def prepare_import(
+        room_id: str,
+        session_key: str,
+        *,
+        session_id: str,
+        sender_key: str,
+        signing_key: str = "",
+        sender_user: UserId | None = None,
+        source: str = "import",
+        forwarding_chain: tuple[str, ...] = (),
+    ) -> PreparedSession:
+        """Check an exported session key, as :meth:`import_session` does, without storing it.
+
+        For importing many sessions at once with :meth:`store_sessions`.
+        Arguments as for :meth:`import_session`.
+
+        Raises:
+            InvalidInputError: if the room id is invalid.
+            MegolmError: if the key is invalid or not the declared session.
+        """
         valid_room = ids.room_id(room_id)
         with vz.translate(MegolmError, "invalid exported session key"):
             session = vz.InboundGroupSession.import_session(vz.ExportedSessionKey(session_key))
@@ -203,7 +236,7 @@ class InboundGroupSessions:
             source=source,
             forwarding_chain=forwarding_chain,
         )
-        return self._offer(session, record)
+        return PreparedSession(session, record)
 
     def receive_withheld(self, sender: UserId, content: object) -> WithheldRecord | None:
         """Record an ``m.room_key.withheld`` notice (it is only a notice: may be in clear).
@@ -231,24 +264,67 @@ class InboundGroupSessions:
             changes.withheld.append(record)
         return record
 
-    def _offer(
-        self, session: vz.InboundGroupSession, new: InboundGroupSessionRecord
-    ) -> RoomKeyInfo | None:
+    def store_sessions(
+        self, prepared: Sequence[PreparedSession], *, backed_up_source: str | None = None
+    ) -> list[RoomKeyInfo | None]:
+        """Store checked sessions, each unless the copy we hold is at least as good.
+
+        The copies we already hold are read with one store read for all of
+        them, and every write joins the open batch (or one new batch).
+
+        Args:
+            prepared: Sessions from :meth:`prepare_import` (or a room key).
+            backed_up_source: Records stored with this ``source`` are marked as
+                already in the backup (when restoring from the version we
+                upload to, so they are not sent back to it).
+
+        Returns:
+            For each session, in order: its room and id when it was stored or
+            improved, ``None`` when we already hold it at least as well.
+
+        Raises:
+            CryptoError: if a copy we hold is unreadable (nothing was stored).
+        """
         with self._ctx.batch() as changes:
-            live = self._load(new.room_id, new.session_id)
-            record = self._merge(live, session, new)
-            if record is None:
-                return None
-            if record.pickle == "":
-                keep = session
-                record = replace(record, pickle=session.pickle(self._ctx.pickle_key))
-            elif live is not None:
-                keep = live.session
-            else:  # pragma: no cover - _merge only keeps a ratchet it was given
-                return None
-            changes.inbound_group_sessions.append(record)
-            self._remember(_Live(keep, record))
-            return RoomKeyInfo(record.room_id, record.session_id)
+            held = self._load_many([(p.record.room_id, p.record.session_id) for p in prepared])
+            out: list[RoomKeyInfo | None] = []
+            for p in prepared:
+                key = (p.record.room_id, p.record.session_id)
+                live = held.get(key)
+                record = self._merge(live, p.session, p.record)
+                if record is None:
+                    out.append(None)
+                    continue
+                keep = p.session if record.pickle == "" or live is None else live.session
+                # Only a record that *is* the backup's copy is already in it; a
+                # merge that kept something better of ours must still be sent.
+                mark = record.source == backed_up_source and not record.backed_up
+                if record.pickle == "":
+                    pickle = keep.pickle(self._ctx.pickle_key)
+                    record = replace(record, pickle=pickle, backed_up=record.backed_up or mark)
+                elif mark:
+                    record = replace(record, backed_up=True)
+                changes.inbound_group_sessions.append(record)
+                held[key] = _Live(keep, record)  # a later copy in this call sees this one
+                self._remember(held[key])
+                out.append(RoomKeyInfo(record.room_id, record.session_id))
+            return out
+
+    def get_records(
+        self, keys: Iterable[tuple[RoomId, str]]
+    ) -> dict[tuple[RoomId, str], InboundGroupSessionRecord]:
+        """Return the stored records of several sessions (one store read for all)."""
+        found: dict[tuple[RoomId, str], InboundGroupSessionRecord] = {}
+        missing: list[tuple[RoomId, str]] = []
+        for key in keys:
+            live = self._cache.get(key)
+            if live is not None:
+                found[key] = live.record
+            else:
+                missing.append(key)
+        if missing:
+            found.update(self._ctx.store.get_inbound_group_sessions(missing))
+        return found
 
     @staticmethod
     def _merge(
@@ -295,6 +371,28 @@ class InboundGroupSessions:
         live = _Live(session, record)
         self._remember(live)
         return live
+
+    def _load_many(self, keys: list[tuple[RoomId, str]]) -> dict[tuple[RoomId, str], _Live]:
+        found: dict[tuple[RoomId, str], _Live] = {}
+        missing: list[tuple[RoomId, str]] = []
+        for key in keys:
+            live = self._cache.get(key)
+            if live is not None:
+                self._cache.move_to_end(key)
+                found[key] = live
+            else:
+                missing.append(key)
+        if not missing:
+            return found
+        records = self._ctx.store.get_inbound_group_sessions(missing)
+        # All unpickled before any is remembered: an unreadable one leaves nothing behind.
+        for key, record in records.items():
+            with vz.translate(CryptoError, "stored inbound Megolm session is unreadable"):
+                session = vz.InboundGroupSession.from_pickle(record.pickle, self._ctx.pickle_key)
+            found[key] = _Live(session, record)
+        for key in records:
+            self._remember(found[key])
+        return found
 
     def _remember(self, live: _Live) -> None:
         key = (live.record.room_id, live.record.session_id)
@@ -353,7 +451,7 @@ class InboundGroupSessions:
         event_type, content = payload.get("type"), payload.get("content")
         if not isinstance(event_type, str) or not isinstance(content, dict):
             return UnableToDecrypt(UtdReason.MALFORMED, "payload lacks type or content", sid)
-        replay = self._record_index(room_id, sid, index, parsed.event_id)
+        replay = self._replay.check(room_id, sid, index, parsed.event_id)
         if replay is not None:
             return replay
         device_id, trust = owner
@@ -406,48 +504,4 @@ class InboundGroupSessions:
         open batch ends; call it inside that batch. Malformed events are
         skipped here and judged by :meth:`decrypt`.
         """
-        with self._ctx.batch() as changes:
-            self._batch_state(changes)
-            wanted: list[tuple[str, int]] = []
-            for event in events:
-                fields = _parse.session_and_ciphertext(event)
-                if fields is None:
-                    continue
-                session_id, ciphertext = fields
-                try:
-                    index = vz.MegolmMessage.from_base64(ciphertext).message_index()
-                except (ValueError, TypeError):
-                    continue
-                key = (session_id, index)
-                if key not in self._pending and key not in self._known:
-                    wanted.append(key)
-            if not wanted:
-                return
-            found = self._ctx.store.get_megolm_indices(wanted)
-            for key in wanted:
-                record = found.get(key)
-                self._known[key] = None if record is None else record.event_id
-
-    def _record_index(
-        self, room_id: RoomId, session_id: str, index: int, event_id: EventId
-    ) -> UnableToDecrypt | None:
-        """Remember which event used this index; refuse another event at the same index."""
-        with self._ctx.batch() as changes:
-            self._batch_state(changes)
-            key = (session_id, index)
-            first = self._pending.get(key)
-            if first is None:
-                if key in self._known:
-                    first = self._known[key]
-                else:
-                    stored = self._ctx.store.get_megolm_index(session_id, index)
-                    first = None if stored is None else stored.event_id
-            if first is not None:
-                if first == event_id:
-                    return None  # the same event decrypted again
-                return UnableToDecrypt(
-                    UtdReason.REPLAY, "message index already used by another event", session_id
-                )
-            self._pending[key] = event_id
-            changes.megolm_indices.append(MegolmIndexRecord(room_id, session_id, index, event_id))
-            return None
+        self._replay.prefetch(events)

@@ -252,5 +252,21 @@ def test_encoding_and_lookup_hashes_are_stable() -> None:
     assert cipher.lookup("megolm_indices", "s1", 0).hex() == (
         "a8e5cd384ac93ccdf7e04a4505870433d328a7955c1feba70a619de2ad862d50"
     )
-    # Repeated lookups reuse a per-domain state: it must not carry over.
+    # Repeated lookups reuse a per-domain state: nothing may carry over, and
+    # parts that compare equal in Python (1 and True) must stay apart.
     assert cipher.lookup("timeline", "!r:x", "$e") == cipher.lookup("timeline", "!r:x", "$e")
+    parts: list[tuple[str | int | bytes | bytearray | None, ...]] = [
+        (1,),
+        (True,),
+        ("1",),
+        (b"1",),
+        (bytearray(b"1"),),
+        (None,),
+        (0,),
+        (False,),
+    ]
+    first = [cipher.lookup("t", *p) for p in parts]
+    again = [cipher.lookup("t", *p) for p in reversed(parts)][::-1]
+    fresh = [StoreCipher(bytes(32)).lookup("t", *p) for p in parts]
+    assert first == again == fresh
+    assert len(set(first)) == len(parts) - 1  # bytes and bytearray are the same bytes

@@ -368,7 +368,10 @@ class StoreTimer:
 
     READS = (
         "get_timeline_event",
+        "get_timeline_events",
         "get_megolm_index",
+        "get_megolm_indices",
+        "get_inbound_group_sessions",
         "get_inbound_group_session",
         "get_withheld",
         "get_room",

@@ -121,8 +121,12 @@ class SyncProcessor:
                 [*left.state_events, *timeline_state],
             )
 
+        # Members of encrypted rooms whose state came in this sync; users tracked
+        # earlier stay tracked (persisted) until the server says they left.
         tracked: set[UserId] = set()
-        for rec in self._all_encrypted_rooms(rooms):
+        for rec in rooms.values():
+            if rec.encryption is None or rec.membership == "leave":
+                continue
             tracked.update(UserId(u) for u, m in rec.members.items() if m in ("join", "invite"))
         if tracked:
             self._machine.update_tracked_users(sorted(tracked))
@@ -153,11 +157,6 @@ class SyncProcessor:
             changes.rooms.append(rec)
             out.rooms_changed.add(room_id)
 
-    def _all_encrypted_rooms(self, fresh: dict[RoomId, RoomRecord]) -> list[RoomRecord]:
-        stored = {r.room_id: r for r in self._store.get_rooms()}
-        stored.update(fresh)
-        return [r for r in stored.values() if r.encryption is not None and r.membership != "leave"]
-
     def _timeline(
         self,
         room_id: RoomId,
@@ -174,7 +173,7 @@ class SyncProcessor:
             room_id, [EventId(e) for e in ids if isinstance(e, str) and e not in seen_in_batch]
         )
         # Likewise the replay records of the events about to be decrypted.
-        self._machine.inbound.prefetch_replay_records(
+        self._machine.prefetch_replay_records(
             ev
             for ev, event_id in zip(events, ids, strict=True)
             if ev.get("type") == ENCRYPTED

@@ -378,6 +378,10 @@ class OlmMachine:
         """Route an in-room verification event (decrypted, ``m.relates_to`` merged)."""
         self.trust.receive_room_event(room_id, event, sender_device)
 
+    def prefetch_replay_records(self, events: Iterable[dict[str, Any]]) -> None:
+        """Read ahead, in one store query, the replay records these events will need."""
+        self.inbound.prefetch_replay_records(events)
+
     def decrypt_room_event(self, room_id: RoomId, event: dict[str, Any]) -> DecryptionResult:
         """Decrypt an ``m.room.encrypted`` room event; never raises for bad input."""
         with self._ctx.batch():

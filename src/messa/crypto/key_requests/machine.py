@@ -38,6 +38,7 @@ from messa.crypto.key_requests.content import (
     serialize_requests,
 )
 from messa.crypto.megolm import InboundGroupSessions, RoomKeyInfo
+from messa.crypto.own_devices import check_own_sender, is_trusted
 from messa.errors import (
     CryptoMisuseError,
     ForwardedKeyRejectedError,
@@ -46,7 +47,7 @@ from messa.errors import (
 )
 from messa.types import ids
 from messa.types.ids import DeviceId, RoomId
-from messa.types.keys import MEGOLM_ALGORITHM, Device, TrustState
+from messa.types.keys import MEGOLM_ALGORITHM, Device
 from messa.types.requests import ToDeviceMessages, ToDeviceRequest
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,6 @@ _MAX_WAITING = 1000
 
 def _new_id() -> str:
     return secrets.token_urlsafe(18)
-
-
-def _trusted(device: Device) -> bool:
-    return device.trust >= TrustState.CROSS_SIGNED
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +151,7 @@ class KeyRequests:
     def _own_trusted_devices(self) -> list[Device]:
         own = self._devices.get_user_devices(self._ctx.user_id).values()
         return sorted(
-            (d for d in own if d.device_id != self._ctx.device_id and _trusted(d)),
+            (d for d in own if d.device_id != self._ctx.device_id and is_trusted(d)),
             key=lambda d: d.device_id,
         )
 
@@ -322,7 +319,7 @@ class KeyRequests:
         if parsed.action != REQUEST or parsed.room_id is None or parsed.session_id is None:
             return None
         device = self._devices.get_user_devices(self._ctx.user_id).get(device_id)
-        if device is None or not _trusted(device):
+        if device is None or not is_trusted(device):
             log.info("not forwarding a room key to unverified own device %r", device_id)
             return None
         if proven_key is not None and proven_key != device.curve25519:
@@ -370,7 +367,7 @@ class KeyRequests:
         own = self._devices.get_user_devices(self._ctx.user_id)
         for (device_id, request_id), (room_id, session_id) in list(self._waiting.items()):
             device = own.get(device_id)
-            if device is None or not _trusted(device):
+            if device is None or not is_trusted(device):
                 del self._waiting[(device_id, request_id)]
                 continue
             answer = self._answer(device, request_id, room_id, session_id)
@@ -401,7 +398,15 @@ class KeyRequests:
             raise ForwardedKeyRejectedError("not an m.forwarded_room_key event", **info)
         if event.sender != self._ctx.user_id:
             raise ForwardedKeyRejectedError("forwarded room key from another user", **info)
-        device = self._check_sender(event, known, info)
+        device = check_own_sender(
+            self._ctx.user_id,
+            self._ctx.device_id,
+            event,
+            known,
+            info,
+            ForwardedKeyRejectedError,
+            "forwarded room key",
+        )
         try:
             content = parse_forwarded_key(event.content)
         except InvalidInputError as exc:
@@ -445,24 +450,6 @@ class KeyRequests:
             room_key=stored,
             cancellation=self._cancellation(request),
         )
-
-    def _check_sender(
-        self, event: DecryptedOlmEvent, device: Device | None, info: dict[str, Any]
-    ) -> Device:
-        """The forwarding device, proven by the Olm session's key, must be ours and trusted."""
-        if device is None or device.user_id != self._ctx.user_id:
-            raise ForwardedKeyRejectedError("forwarded room key from an unknown device", **info)
-        if device.device_id == self._ctx.device_id:
-            raise ForwardedKeyRejectedError("forwarded room key claims to be from us", **info)
-        if device.ed25519 != event.sender_ed25519:
-            raise ForwardedKeyRejectedError(
-                "forwarding device's signing key does not match", **info
-            )
-        if event.sender_device is not None and event.sender_device.device_id != device.device_id:
-            raise ForwardedKeyRejectedError("forwarding device does not match its Olm key", **info)
-        if not _trusted(device):
-            raise ForwardedKeyRejectedError("forwarded room key from an unverified device", **info)
-        return device
 
 
 __all__ = [

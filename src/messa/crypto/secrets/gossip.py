@@ -26,6 +26,7 @@ from typing import Any
 
 from messa.crypto.context import CryptoContext
 from messa.crypto.interfaces import DecryptedOlmEvent, DeviceSource, OlmEncryptor
+from messa.crypto.own_devices import check_own_sender, is_trusted
 from messa.crypto.secrets.storage import KNOWN_SECRETS, SecretValidator
 from messa.errors import (
     CryptoMisuseError,
@@ -34,7 +35,7 @@ from messa.errors import (
     SecretMismatchError,
 )
 from messa.types.ids import DeviceId
-from messa.types.keys import Device, TrustState
+from messa.types.keys import Device
 from messa.types.requests import ToDeviceMessages, ToDeviceRequest
 
 log = logging.getLogger(__name__)
@@ -80,10 +81,6 @@ class ReceivedSecret:
     secret: str = field(repr=False)
     device_id: DeviceId
     cancellation: ToDeviceRequest | None
-
-
-def _trusted(device: Device) -> bool:
-    return device.trust >= TrustState.CROSS_SIGNED
 
 
 class SecretGossip:
@@ -144,7 +141,7 @@ class SecretGossip:
     def _own_trusted_devices(self) -> list[Device]:
         own = self._devices.get_user_devices(self._ctx.user_id).values()
         return sorted(
-            (d for d in own if d.device_id != self._ctx.device_id and _trusted(d)),
+            (d for d in own if d.device_id != self._ctx.device_id and is_trusted(d)),
             key=lambda d: d.device_id,
         )
 
@@ -257,7 +254,7 @@ class SecretGossip:
         if not isinstance(name, str):
             raise InvalidInputError("m.secret.request lacks the secret's name")
         device = self._devices.get_user_devices(self._ctx.user_id).get(DeviceId(device_id))
-        if device is None or not _trusted(device):
+        if device is None or not is_trusted(device):
             log.info("not sharing a secret with unverified own device %s", device_id)
             return None
         if proven_key is not None and proven_key != device.curve25519:
@@ -292,7 +289,7 @@ class SecretGossip:
         own = self._devices.get_user_devices(self._ctx.user_id)
         for (device_id, request_id), name in list(self._waiting.items()):
             device = own.get(device_id)
-            if device is None or not _trusted(device):
+            if device is None or not is_trusted(device):
                 del self._waiting[(device_id, request_id)]
                 continue
             request = self._answer(device, request_id, name)
@@ -326,7 +323,9 @@ class SecretGossip:
         request_id, secret = event.content.get("request_id"), event.content.get("secret")
         if not isinstance(request_id, str) or not isinstance(secret, str):
             raise SecretGossipError("m.secret.send lacks request_id or secret", **info)
-        device = self._check_sender(event, known, info)
+        device = check_own_sender(
+            self._ctx.user_id, self._ctx.device_id, event, known, info, SecretGossipError, "secret"
+        )
         request = self._load().get(request_id)
         if request is None:
             raise SecretGossipError("unsolicited secret (no open request)", **info)
@@ -344,22 +343,6 @@ class SecretGossip:
         others = [d for d in request.targets if d != device.device_id]
         cancellation = self._request_message("request_cancellation", request_id, others, None)
         return ReceivedSecret(request.name, secret, device.device_id, cancellation)
-
-    def _check_sender(
-        self, event: DecryptedOlmEvent, device: Device | None, info: dict[str, Any]
-    ) -> Device:
-        """The sending device, proven by the Olm session's key, must be ours and trusted."""
-        if device is None or device.user_id != self._ctx.user_id:
-            raise SecretGossipError("secret from an unknown device", **info)
-        if device.device_id == self._ctx.device_id:
-            raise SecretGossipError("secret claims to come from this device", **info)
-        if device.ed25519 != event.sender_ed25519:
-            raise SecretGossipError("secret sender's signing key does not match", **info)
-        if event.sender_device is not None and event.sender_device.device_id != device.device_id:
-            raise SecretGossipError("secret sender's device does not match its Olm key", **info)
-        if not _trusted(device):
-            raise SecretGossipError("secret sent by an unverified device", **info)
-        return device
 
 
 def serialize_requests(requests: Iterable[SecretRequest]) -> bytes:

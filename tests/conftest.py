@@ -8,10 +8,12 @@ missing, except under CI, where that is a failure.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from messa.homeserver import EmbeddedHomeserver
 from support.homeserver import (
@@ -21,6 +23,12 @@ from support.homeserver import (
     reap_orphans,
     require_synapse,
 )
+
+# CI explores the same examples on every run (a red build must be reproducible);
+# developers' runs keep exploring new ones. No deadlines: CI shares two cores.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session", autouse=True)

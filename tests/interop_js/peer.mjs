@@ -1,0 +1,109 @@
+// A matrix-js-sdk (Rust crypto) peer driven over stdin/stdout, one JSON object per line.
+//
+// Usage: node peer.mjs            (reads commands from stdin)
+// Commands:  {"cmd": "login", "url", "user", "password"}  -> {"ok", "user_id", "device_id"}
+//            {"cmd": "join", "room"}                         -> {"ok"} once joined
+//            {"cmd": "send", "room", "body"}                 -> {"ok", "event_id"}
+//            {"cmd": "stop"}                                 -> {"ok"} and exit
+// Events:    {"event": "message", "room", "sender", "sender_key", "body", "encrypted"}
+// Every reply carries the "id" of its command. Only this protocol goes to stdout:
+// the SDK's own logging is sent to stderr so that it cannot corrupt the stream.
+import readline from "node:readline";
+
+for (const name of ["log", "info", "warn", "error", "debug", "trace"]) {
+    console[name] = (...args) => process.stderr.write(args.map(String).join(" ") + "\n");
+}
+
+const sdk = await import("matrix-js-sdk");
+
+function emit(obj) {
+    process.stdout.write(JSON.stringify(obj) + "\n");
+}
+
+let client = null;
+const seen = new Set();
+
+function report(event) {
+    if (event.getType() !== "m.room.message" || seen.has(event.getId())) return;
+    seen.add(event.getId());
+    emit({
+        event: "message",
+        room: event.getRoomId(),
+        sender: event.getSender(),
+        sender_key: event.getSenderKey?.() ?? null,
+        body: event.getContent().body,
+        encrypted: event.isEncrypted(),
+    });
+}
+
+async function login({ url, user, password }) {
+    const bare = sdk.createClient({ baseUrl: url });
+    const resp = await bare.loginRequest({
+        type: "m.login.password",
+        identifier: { type: "m.id.user", user },
+        password,
+        initial_device_display_name: "js-sdk interop peer",
+    });
+    client = sdk.createClient({
+        baseUrl: url,
+        userId: resp.user_id,
+        deviceId: resp.device_id,
+        accessToken: resp.access_token,
+    });
+    await client.initRustCrypto({ useIndexedDB: false });
+    client.on(sdk.RoomEvent.Timeline, (event) => {
+        if (event.isEncrypted() && event.isBeingDecrypted?.()) return;
+        report(event);
+    });
+    client.on(sdk.MatrixEventEvent.Decrypted, (event) => report(event));
+    const synced = new Promise((resolve) => {
+        client.on(sdk.ClientEvent.Sync, (state) => {
+            if (state === "PREPARED") resolve();
+        });
+    });
+    await client.startClient({ initialSyncLimit: 20 });
+    await synced;
+    return { user_id: resp.user_id, device_id: resp.device_id };
+}
+
+async function until(pred, what, ms = 20000) {
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+        if (await pred()) return;
+        await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`timed out waiting for ${what}`);
+}
+
+async function join({ room }) {
+    await until(() => client.getRoom(room)?.getMyMembership() === "invite", "the invite");
+    await client.joinRoom(room);
+    await until(() => client.getRoom(room)?.getMyMembership() === "join", "the join");
+    await until(() => client.isRoomEncrypted?.(room) ?? client.getRoom(room)?.hasEncryptionStateEvent(), "encryption state");
+    return {};
+}
+
+async function send({ room, body }) {
+    const resp = await client.sendMessage(room, { msgtype: "m.text", body });
+    return { event_id: resp.event_id };
+}
+
+const handlers = { login, join, send };
+
+const lines = readline.createInterface({ input: process.stdin });
+for await (const line of lines) {
+    if (!line.trim()) continue;
+    const msg = JSON.parse(line);
+    if (msg.cmd === "stop") {
+        emit({ id: msg.id, ok: true });
+        break;
+    }
+    try {
+        const result = await handlers[msg.cmd](msg);
+        emit({ id: msg.id, ok: true, ...result });
+    } catch (err) {
+        emit({ id: msg.id, ok: false, error: String(err?.stack ?? err) });
+    }
+}
+client?.stopClient();
+process.exit(0);

@@ -4,6 +4,10 @@
 // Commands:  {"cmd": "login", "url", "user", "password"}  -> {"ok", "user_id", "device_id"}
 //            {"cmd": "join", "room"}                         -> {"ok"} once joined
 //            {"cmd": "send", "room", "body"}                 -> {"ok", "event_id"}
+//            {"cmd": "accept_verification"}                  -> {"ok"} once a request came and we are ready
+//            {"cmd": "sas"}                                  -> {"ok", "emoji", "decimals"} once shown
+//            {"cmd": "confirm_sas"}                          -> {"ok"} once the verification is done
+//            {"cmd": "device_verified", "user", "device"}    -> {"ok", "verified"}
 //            {"cmd": "stop"}                                 -> {"ok"} and exit
 // Events:    {"event": "message", "room", "sender", "sender_key", "body", "encrypted"}
 // Every reply carries the "id" of its command. Only this protocol goes to stdout:
@@ -15,6 +19,7 @@ for (const name of ["log", "info", "warn", "error", "debug", "trace"]) {
 }
 
 const sdk = await import("matrix-js-sdk");
+const cryptoApi = await import("matrix-js-sdk/lib/crypto-api/index.js");
 
 function emit(obj) {
     process.stdout.write(JSON.stringify(obj) + "\n");
@@ -22,6 +27,7 @@ function emit(obj) {
 
 let client = null;
 const seen = new Set();
+const requests = [];
 
 function report(event) {
     if (event.getType() !== "m.room.message" || seen.has(event.getId())) return;
@@ -56,6 +62,7 @@ async function login({ url, user, password }) {
         report(event);
     });
     client.on(sdk.MatrixEventEvent.Decrypted, (event) => report(event));
+    client.on(cryptoApi.CryptoEvent.VerificationRequestReceived, (request) => requests.push(request));
     const synced = new Promise((resolve) => {
         client.on(sdk.ClientEvent.Sync, (state) => {
             if (state === "PREPARED") resolve();
@@ -88,7 +95,44 @@ async function send({ room, body }) {
     return { event_id: resp.event_id };
 }
 
-const handlers = { login, join, send };
+let verifier = null;
+let shown = null;
+let verified = null;
+
+async function accept_verification() {
+    await until(() => requests.length > 0, "a verification request");
+    const request = requests[0];
+    request.on(cryptoApi.VerificationRequestEvent.Change, () => {
+        if (request.verifier && !verifier) {
+            verifier = request.verifier;
+            verifier.on(cryptoApi.VerifierEvent.ShowSas, (sas) => {
+                shown = sas;
+            });
+            verified = verifier.verify();
+            verified.catch(() => {});
+        }
+    });
+    await request.accept();
+    return { phase: request.phase };
+}
+
+async function sas() {
+    await until(() => shown !== null, "the SAS to show");
+    return { emoji: shown.sas.emoji, decimals: shown.sas.decimal };
+}
+
+async function confirm_sas() {
+    await shown.confirm();
+    await verified;
+    return {};
+}
+
+async function device_verified({ user, device }) {
+    const status = await client.getCrypto().getDeviceVerificationStatus(user, device);
+    return { verified: status?.isVerified() ?? false, local: status?.localVerified ?? false };
+}
+
+const handlers = { login, join, send, accept_verification, sas, confirm_sas, device_verified };
 
 const lines = readline.createInterface({ input: process.stdin });
 for await (const line of lines) {

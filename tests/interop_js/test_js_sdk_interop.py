@@ -19,8 +19,10 @@ import pytest
 
 from messa.client import MessaClient
 from messa.crypto.interfaces import AllDevicesPolicy
+from messa.crypto.verification import RequestState
 from messa.homeserver import EmbeddedHomeserver, RegisteredUser
 from messa.store import RawKey, SqliteStore
+from messa.types.keys import TrustState
 
 pytestmark = pytest.mark.integration
 
@@ -158,3 +160,53 @@ async def test_messa_and_js_sdk_exchange_megolm_messages_both_ways(
         assert event.info.authenticated
     finally:
         await alice.close()
+
+
+async def test_emoji_verification_between_messa_and_js_sdk(
+    homeserver: EmbeddedHomeserver, new_user, js_peer: JsPeer, tmp_path: Path
+) -> None:
+    """Messa asks the js-sdk device for SAS over to-device; both show the same emoji."""
+    alice_u, js_u = new_user("alice"), new_user("jsverify")
+    js_local = js_u.user_id.split(":")[0][1:]
+    js = await js_peer.call("login", url=homeserver.base_url, user=js_local, password=js_u.password)
+    alice = await _messa(homeserver, alice_u, tmp_path / "alice")
+    try:
+        # A shared room makes each side track the other's device keys.
+        room = await alice.create_room("js verify", invite=[js_u.user_id])
+        await js_peer.call("join", room=room)
+        await alice.sync_once(timeout_ms=200)
+        devices = {d.device_id: d for d in await alice.devices(js_u.user_id)}
+        assert devices[js["device_id"]].trust is TrustState.UNVERIFIED
+
+        req = await alice.request_verification(js_u.user_id, js["device_id"])
+        await js_peer.call("accept_verification")
+        await _until(lambda: req.state is RequestState.READY, alice)
+        await alice.start_sas(req)
+        await _until(lambda: req.sas is not None and req.sas.emoji() is not None, alice)
+        shown = await js_peer.call("sas")
+        assert req.sas is not None
+        mine = req.sas.emoji()
+        assert mine is not None
+        assert [[e.symbol, e.description] for e in mine] == shown["emoji"]
+        assert list(req.sas.decimals() or ()) == shown["decimals"]
+
+        confirmed = asyncio.create_task(js_peer.call("confirm_sas"))
+        await alice.confirm_sas(req)
+        await _until(lambda: req.state is RequestState.DONE or confirmed.done(), alice)
+        await _until(lambda: req.state is RequestState.DONE, alice)
+        await confirmed
+
+        devices = {d.device_id: d for d in await alice.devices(js_u.user_id)}
+        assert devices[js["device_id"]].trust is TrustState.VERIFIED
+        status = await js_peer.call("device_verified", user=alice_u.user_id, device=alice.device_id)
+        assert status["verified"], status
+    finally:
+        await alice.close()
+
+
+async def _until(pred: Any, client: MessaClient, rounds: int = 60) -> None:
+    for _ in range(rounds):
+        if pred():
+            return
+        await client.sync_once(timeout_ms=200)
+    assert pred(), "condition not reached"

@@ -5,6 +5,8 @@
 //            {"cmd": "join", "room"}                         -> {"ok"} once joined
 //            {"cmd": "send", "room", "body"}                 -> {"ok", "event_id"}
 //            {"cmd": "accept_verification"}                  -> {"ok"} once a request came and we are ready
+//            {"cmd": "request_verification", "user", "device"} -> {"ok"} once the other side is ready
+//            {"cmd": "start_sas"}                            -> {"ok"} once the SAS flow is started
 //            {"cmd": "sas"}                                  -> {"ok", "emoji", "decimals"} once shown
 //            {"cmd": "confirm_sas"}                          -> {"ok"} once the verification is done
 //            {"cmd": "device_verified", "user", "device"}    -> {"ok", "verified"}
@@ -99,21 +101,34 @@ let verifier = null;
 let shown = null;
 let verified = null;
 
+function watch(verifierNow) {
+    if (!verifierNow || verifier) return;
+    verifier = verifierNow;
+    verifier.on(cryptoApi.VerifierEvent.ShowSas, (sas) => {
+        shown = sas;
+    });
+    verified = verifier.verify();
+    verified.catch(() => {});
+}
+
 async function accept_verification() {
     await until(() => requests.length > 0, "a verification request");
     const request = requests[0];
-    request.on(cryptoApi.VerificationRequestEvent.Change, () => {
-        if (request.verifier && !verifier) {
-            verifier = request.verifier;
-            verifier.on(cryptoApi.VerifierEvent.ShowSas, (sas) => {
-                shown = sas;
-            });
-            verified = verifier.verify();
-            verified.catch(() => {});
-        }
-    });
+    request.on(cryptoApi.VerificationRequestEvent.Change, () => watch(request.verifier));
     await request.accept();
-    return { phase: request.phase };
+    return {};
+}
+
+async function request_verification({ user, device }) {
+    const request = await client.getCrypto().requestDeviceVerification(user, device);
+    requests.push(request);
+    await until(() => request.phase === cryptoApi.VerificationPhase.Ready, "the other side to be ready");
+    return {};
+}
+
+async function start_sas() {
+    watch(await requests[0].startVerification("m.sas.v1"));
+    return {};
 }
 
 async function sas() {
@@ -132,7 +147,17 @@ async function device_verified({ user, device }) {
     return { verified: status?.isVerified() ?? false, local: status?.localVerified ?? false };
 }
 
-const handlers = { login, join, send, accept_verification, sas, confirm_sas, device_verified };
+const handlers = {
+    login,
+    join,
+    send,
+    accept_verification,
+    request_verification,
+    start_sas,
+    sas,
+    confirm_sas,
+    device_verified,
+};
 
 const lines = readline.createInterface({ input: process.stdin });
 for await (const line of lines) {

@@ -204,6 +204,50 @@ async def test_emoji_verification_between_messa_and_js_sdk(
         await alice.close()
 
 
+async def test_emoji_verification_requested_and_started_by_js_sdk(
+    homeserver: EmbeddedHomeserver, new_user, js_peer: JsPeer, tmp_path: Path
+) -> None:
+    """The js-sdk asks and starts SAS: Messa accepts the start and sends the commitment."""
+    alice_u, js_u = new_user("alice"), new_user("jsasks")
+    js_local = js_u.user_id.split(":")[0][1:]
+    js = await js_peer.call("login", url=homeserver.base_url, user=js_local, password=js_u.password)
+    alice = await _messa(homeserver, alice_u, tmp_path / "alice")
+    try:
+        room = await alice.create_room("js asks", invite=[js_u.user_id])
+        await js_peer.call("join", room=room)
+        await alice.sync_once(timeout_ms=200)
+
+        asked = asyncio.create_task(
+            js_peer.call("request_verification", user=alice_u.user_id, device=alice.device_id)
+        )
+        await _until(lambda: bool(alice.incoming_verifications()), alice)
+        req = alice.incoming_verifications()[0]
+        assert req.other_user == js_u.user_id
+        await alice.accept_verification(req)
+        await _until(lambda: asked.done(), alice)
+        await asked
+        await js_peer.call("start_sas")
+        await _until(lambda: req.sas is not None and req.sas.emoji() is not None, alice)
+        shown = await js_peer.call("sas")
+        assert req.sas is not None
+        mine = req.sas.emoji()
+        assert mine is not None
+        assert [[e.symbol, e.description] for e in mine] == shown["emoji"]
+        assert list(req.sas.decimals() or ()) == shown["decimals"]
+
+        confirmed = asyncio.create_task(js_peer.call("confirm_sas"))
+        await alice.confirm_sas(req)
+        await _until(lambda: req.state is RequestState.DONE and confirmed.done(), alice)
+        await confirmed
+
+        devices = {d.device_id: d for d in await alice.devices(js_u.user_id)}
+        assert devices[js["device_id"]].trust is TrustState.VERIFIED
+        status = await js_peer.call("device_verified", user=alice_u.user_id, device=alice.device_id)
+        assert status["verified"], status
+    finally:
+        await alice.close()
+
+
 async def _until(pred: Any, client: MessaClient, rounds: int = 60) -> None:
     for _ in range(rounds):
         if pred():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from messa.crypto.interfaces import DecryptedOlmEvent
+from messa.crypto.interfaces import DecryptedOlmEvent, DeviceSource
 from messa.errors import RemoteCryptoError
 from messa.types.ids import DeviceId, UserId
 from messa.types.keys import Device, TrustState
@@ -54,3 +54,37 @@ def check_own_sender(
     if not is_trusted(device):
         raise error(f"{what} from an unverified device", **info)
     return device
+
+
+def accept_from_own_device(
+    own_user: UserId,
+    own_device: DeviceId,
+    devices: DeviceSource,
+    event: object,
+    event_type: str,
+    error: type[RemoteCryptoError],
+    what: str,
+) -> tuple[DecryptedOlmEvent, Device, dict[str, Any]]:
+    """Accept key material only over Olm, of the right type, from our own trusted device.
+
+    Returns:
+        The event, the sending device, and the sender details for later errors.
+
+    Raises:
+        error: if it arrived in clear, is of another type, comes from another
+            user, or fails :func:`check_own_sender`.
+    """
+    if not isinstance(event, DecryptedOlmEvent):
+        raise error(f"{event_type} must arrive Olm-encrypted")
+    known = devices.get_device_by_curve_key(event.sender, event.sender_curve25519)
+    info: dict[str, Any] = {
+        "sender": event.sender,
+        "sender_key": event.sender_curve25519,
+        "device_id": known.device_id if known is not None else None,
+    }
+    if event.event_type != event_type:
+        raise error(f"not an {event_type} event", **info)
+    if event.sender != own_user:
+        raise error(f"{what} from another user", **info)
+    device = check_own_sender(own_user, own_device, event, known, info, error, what)
+    return event, device, info

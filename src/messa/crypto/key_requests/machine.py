@@ -38,7 +38,7 @@ from messa.crypto.key_requests.content import (
     serialize_requests,
 )
 from messa.crypto.megolm import InboundGroupSessions, RoomKeyInfo
-from messa.crypto.own_devices import check_own_sender, is_trusted
+from messa.crypto.own_devices import accept_from_own_device, is_trusted
 from messa.errors import (
     CryptoMisuseError,
     ForwardedKeyRejectedError,
@@ -386,24 +386,12 @@ class KeyRequests:
                 sent to that device, or is malformed or not the session it
                 names (the request then stays open for another answer).
         """
-        if not isinstance(event, DecryptedOlmEvent):
-            raise ForwardedKeyRejectedError("m.forwarded_room_key must arrive Olm-encrypted")
-        known = self._devices.get_device_by_curve_key(event.sender, event.sender_curve25519)
-        info: dict[str, Any] = {
-            "sender": event.sender,
-            "sender_key": event.sender_curve25519,
-            "device_id": known.device_id if known is not None else None,
-        }
-        if event.event_type != FORWARDED_ROOM_KEY:
-            raise ForwardedKeyRejectedError("not an m.forwarded_room_key event", **info)
-        if event.sender != self._ctx.user_id:
-            raise ForwardedKeyRejectedError("forwarded room key from another user", **info)
-        device = check_own_sender(
+        event, device, info = accept_from_own_device(
             self._ctx.user_id,
             self._ctx.device_id,
+            self._devices,
             event,
-            known,
-            info,
+            FORWARDED_ROOM_KEY,
             ForwardedKeyRejectedError,
             "forwarded room key",
         )

@@ -26,7 +26,7 @@ from typing import Any
 
 from messa.crypto.context import CryptoContext
 from messa.crypto.interfaces import DecryptedOlmEvent, DeviceSource, OlmEncryptor
-from messa.crypto.own_devices import check_own_sender, is_trusted
+from messa.crypto.own_devices import accept_from_own_device, is_trusted
 from messa.crypto.secrets.storage import KNOWN_SECRETS, SecretValidator
 from messa.errors import (
     CryptoMisuseError,
@@ -308,24 +308,18 @@ class SecretGossip:
             SecretMismatchError: if the secret does not match its public key
                 (the request stays open for another device's answer).
         """
-        if not isinstance(event, DecryptedOlmEvent):
-            raise SecretGossipError("m.secret.send must arrive Olm-encrypted")
-        known = self._devices.get_device_by_curve_key(event.sender, event.sender_curve25519)
-        info: dict[str, Any] = {
-            "sender": event.sender,
-            "sender_key": event.sender_curve25519,
-            "device_id": known.device_id if known is not None else None,
-        }
-        if event.event_type != SECRET_SEND:
-            raise SecretGossipError("not an m.secret.send event", **info)
-        if event.sender != self._ctx.user_id:
-            raise SecretGossipError("secret sent by another user", **info)
+        event, device, info = accept_from_own_device(
+            self._ctx.user_id,
+            self._ctx.device_id,
+            self._devices,
+            event,
+            SECRET_SEND,
+            SecretGossipError,
+            "secret",
+        )
         request_id, secret = event.content.get("request_id"), event.content.get("secret")
         if not isinstance(request_id, str) or not isinstance(secret, str):
             raise SecretGossipError("m.secret.send lacks request_id or secret", **info)
-        device = check_own_sender(
-            self._ctx.user_id, self._ctx.device_id, event, known, info, SecretGossipError, "secret"
-        )
         request = self._load().get(request_id)
         if request is None:
             raise SecretGossipError("unsolicited secret (no open request)", **info)

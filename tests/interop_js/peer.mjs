@@ -1,17 +1,31 @@
 // A matrix-js-sdk (Rust crypto) peer driven over stdin/stdout, one JSON object per line.
 //
 // Usage: node peer.mjs            (reads commands from stdin)
-// Commands:  {"cmd": "login", "url", "user", "password"}  -> {"ok", "user_id", "device_id"}
+// Commands:  {"cmd": "login", "url", "user", "password", "recovery_key"?, "passphrase"?}
+//                                                            -> {"ok", "user_id", "device_id"}
+//              (recovery_key / passphrase open secret storage when the SDK asks for its key)
+//            {"cmd": "create_room", "name", "invite"?}        -> {"ok", "room_id"} (encrypted room)
 //            {"cmd": "join", "room"}                         -> {"ok"} once joined
-//            {"cmd": "send", "room", "body"}                 -> {"ok", "event_id"}
+//            {"cmd": "send", "room", "body"}                 -> {"ok", "event_id", "session_id"}
 //            {"cmd": "accept_verification"}                  -> {"ok"} once a request came and we are ready
 //            {"cmd": "request_verification", "user", "device"} -> {"ok"} once the other side is ready
 //            {"cmd": "start_sas"}                            -> {"ok"} once the SAS flow is started
 //            {"cmd": "sas"}                                  -> {"ok", "emoji", "decimals"} once shown
 //            {"cmd": "confirm_sas"}                          -> {"ok"} once the verification is done
-//            {"cmd": "device_verified", "user", "device"}    -> {"ok", "verified"}
+//            {"cmd": "device_verified", "user", "device"}    -> {"ok", "verified", "local",
+//                                                                "cross_signing", "signed_by_owner"}
+//            {"cmd": "user_verified", "user"}                -> {"ok", "cross_signing", "verified", "tofu"}
+//            {"cmd": "bootstrap_cross_signing"}              -> {"ok", "master_key", "ready"}
+//              (answers the server's password stage with the login password)
+//            {"cmd": "bootstrap_secret_storage", "passphrase"?} -> {"ok", "recovery_key", "backup_version"}
+//              (new secret storage key and new key backup; cross-signing keys stored in it)
+//            {"cmd": "backed_up_sessions", "room"}           -> {"ok", "version", "sessions"}
+//              (session ids the server's current backup holds for the room)
+//            {"cmd": "restore_from_secret_storage"}          -> {"ok", "cross_signing_ready", "trusted",
+//                                                                "matches_key", "total", "imported"}
 //            {"cmd": "stop"}                                 -> {"ok"} and exit
 // Events:    {"event": "message", "room", "sender", "sender_key", "body", "encrypted"}
+//            {"event": "utd", "room", "event_id", "reason"}  (an event it could not decrypt, and why)
 // Every reply carries the "id" of its command. Only this protocol goes to stdout:
 // the SDK's own logging is sent to stderr so that it cannot corrupt the stream.
 import readline from "node:readline";
@@ -28,10 +42,32 @@ function emit(obj) {
 }
 
 let client = null;
+let password = null;
 const seen = new Set();
 const requests = [];
+// The secret storage key: given at login, or cached when this peer creates one.
+let secretKey = null;
+let secretPassphrase = null;
+
+async function getSecretStorageKey({ keys }) {
+    const [keyId, info] = Object.entries(keys)[0];
+    if (secretKey === null && secretPassphrase !== null && info.passphrase) {
+        const { salt, iterations, bits } = info.passphrase;
+        secretKey = await cryptoApi.deriveRecoveryKeyFromPassphrase(secretPassphrase, salt, iterations, bits ?? 256);
+    }
+    return secretKey === null ? null : [keyId, secretKey];
+}
 
 function report(event) {
+    if (event.isDecryptionFailure()) {
+        emit({
+            event: "utd",
+            room: event.getRoomId(),
+            event_id: event.getId(),
+            reason: event.decryptionFailureReason,
+        });
+        return;
+    }
     if (event.getType() !== "m.room.message" || seen.has(event.getId())) return;
     seen.add(event.getId());
     emit({
@@ -44,12 +80,15 @@ function report(event) {
     });
 }
 
-async function login({ url, user, password }) {
+async function login({ url, user, password: pw, recovery_key, passphrase }) {
+    password = pw;
+    if (recovery_key) secretKey = cryptoApi.decodeRecoveryKey(recovery_key);
+    if (passphrase) secretPassphrase = passphrase;
     const bare = sdk.createClient({ baseUrl: url });
     const resp = await bare.loginRequest({
         type: "m.login.password",
         identifier: { type: "m.id.user", user },
-        password,
+        password: pw,
         initial_device_display_name: "js-sdk interop peer",
     });
     client = sdk.createClient({
@@ -57,6 +96,12 @@ async function login({ url, user, password }) {
         userId: resp.user_id,
         deviceId: resp.device_id,
         accessToken: resp.access_token,
+        cryptoCallbacks: {
+            getSecretStorageKey,
+            cacheSecretStorageKey: (_keyId, _info, key) => {
+                secretKey = key;
+            },
+        },
     });
     await client.initRustCrypto({ useIndexedDB: false });
     client.on(sdk.RoomEvent.Timeline, (event) => {
@@ -92,9 +137,97 @@ async function join({ room }) {
     return {};
 }
 
+async function create_room({ name, invite = [] }) {
+    const resp = await client.createRoom({
+        name,
+        invite,
+        initial_state: [
+            { type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } },
+        ],
+    });
+    await until(() => client.getRoom(resp.room_id)?.hasEncryptionStateEvent(), "the new room");
+    return { room_id: resp.room_id };
+}
+
 async function send({ room, body }) {
     const resp = await client.sendMessage(room, { msgtype: "m.text", body });
-    return { event_id: resp.event_id };
+    let sent = null;
+    await until(() => (sent = client.getRoom(room)?.findEventById(resp.event_id)), "the sent event");
+    return { event_id: resp.event_id, session_id: sent.getWireContent().session_id ?? null };
+}
+
+// The server's user-interactive auth: first without auth (a first upload of
+// cross-signing keys may need none), then the password stage in its session.
+async function passwordAuth(makeRequest) {
+    try {
+        return await makeRequest(null);
+    } catch (err) {
+        const session = err?.data?.session;
+        if (err?.httpStatus !== 401 || !session) throw err;
+        return await makeRequest({
+            type: "m.login.password",
+            identifier: { type: "m.id.user", user: client.getUserId() },
+            password,
+            session,
+        });
+    }
+}
+
+async function bootstrap_cross_signing() {
+    const crypto = client.getCrypto();
+    await crypto.bootstrapCrossSigning({ authUploadDeviceSigningKeys: passwordAuth });
+    return {
+        master_key: await crypto.getCrossSigningKeyId(),
+        ready: await crypto.isCrossSigningReady(),
+    };
+}
+
+async function bootstrap_secret_storage({ passphrase }) {
+    const crypto = client.getCrypto();
+    const generated = await crypto.createRecoveryKeyFromPassphrase(passphrase);
+    await crypto.bootstrapSecretStorage({
+        createSecretStorageKey: async () => generated,
+        setupNewSecretStorage: true,
+        setupNewKeyBackup: true,
+    });
+    await until(async () => (await crypto.getActiveSessionBackupVersion()) !== null, "the backup to be enabled");
+    return {
+        recovery_key: generated.encodedPrivateKey,
+        backup_version: await crypto.getActiveSessionBackupVersion(),
+        secret_storage_ready: await crypto.isSecretStorageReady(),
+    };
+}
+
+async function backed_up_sessions({ room }) {
+    const info = await client.getCrypto().getKeyBackupInfo();
+    if (!info?.version) return { version: null, sessions: [] };
+    const path = `/room_keys/keys/${encodeURIComponent(room)}`;
+    let keys;
+    try {
+        keys = await client.http.authedRequest(sdk.Method.Get, path, { version: info.version });
+    } catch (err) {
+        if (err?.httpStatus === 404) return { version: info.version, sessions: [] };
+        throw err;
+    }
+    return { version: info.version, sessions: Object.keys(keys.sessions ?? {}) };
+}
+
+// What a new device does with the recovery key: take the cross-signing keys
+// from secret storage (signing this device), then the backup key, then restore.
+async function restore_from_secret_storage() {
+    const crypto = client.getCrypto();
+    await crypto.bootstrapCrossSigning({});
+    await crypto.loadSessionBackupPrivateKeyFromSecretStorage();
+    const check = await crypto.checkKeyBackupAndEnable();
+    const restored = await crypto.restoreKeyBackup();
+    return {
+        cross_signing_ready: await crypto.isCrossSigningReady(),
+        version: check?.backupInfo?.version ?? null,
+        trusted: check?.trustInfo?.trusted ?? false,
+        matches_key: check?.trustInfo?.matchesDecryptionKey ?? false,
+        total: restored.total,
+        imported: restored.imported,
+    };
 }
 
 let verifier = null;
@@ -144,11 +277,26 @@ async function confirm_sas() {
 
 async function device_verified({ user, device }) {
     const status = await client.getCrypto().getDeviceVerificationStatus(user, device);
-    return { verified: status?.isVerified() ?? false, local: status?.localVerified ?? false };
+    return {
+        verified: status?.isVerified() ?? false,
+        local: status?.localVerified ?? false,
+        cross_signing: status?.crossSigningVerified ?? false,
+        signed_by_owner: status?.signedByOwner ?? false,
+    };
+}
+
+async function user_verified({ user }) {
+    const status = await client.getCrypto().getUserVerificationStatus(user);
+    return {
+        cross_signing: status.isCrossSigningVerified(),
+        verified: status.isVerified(),
+        tofu: status.isTofu(),
+    };
 }
 
 const handlers = {
     login,
+    create_room,
     join,
     send,
     accept_verification,
@@ -157,6 +305,11 @@ const handlers = {
     sas,
     confirm_sas,
     device_verified,
+    user_verified,
+    bootstrap_cross_signing,
+    bootstrap_secret_storage,
+    backed_up_sessions,
+    restore_from_secret_storage,
 };
 
 const lines = readline.createInterface({ input: process.stdin });

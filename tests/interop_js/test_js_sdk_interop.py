@@ -1,129 +1,30 @@
 """Interop with the Element stack: matrix-js-sdk with its Rust crypto, in Node 22.
 
-The peer (``peer.mjs``) runs in a Node 22 installed by ``npm ci`` in this folder
-(``scripts/test`` does it). Without it the test is skipped locally, naming what is
-missing; under CI a missing peer is a failure.
+Megolm messages both ways and emoji SAS in both directions. The peer and its
+fixtures are in ``jspeer.py`` and ``conftest.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from interop_js.jspeer import JsPeer, messa_client
 from messa.client import MessaClient
 from messa.crypto.interfaces import AllDevicesPolicy
 from messa.crypto.verification import RequestState
 from messa.homeserver import EmbeddedHomeserver, RegisteredUser
-from messa.store import RawKey, SqliteStore
 from messa.types.keys import TrustState
 
 pytestmark = pytest.mark.integration
 
-HERE = Path(__file__).parent
-NODE = HERE / "node_modules" / ".bin" / "node"
-SDK = HERE / "node_modules" / "matrix-js-sdk" / "package.json"
-
-
-def _require_peer() -> None:
-    missing = [str(p) for p in (NODE, SDK) if not p.exists()]
-    if not missing:
-        return
-    why = f"js-sdk peer not installed (run `npm ci` in {HERE}): missing {', '.join(missing)}"
-    if os.environ.get("CI"):
-        pytest.fail(why)
-    pytest.skip(why)
-
-
-class JsPeer:
-    """A matrix-js-sdk client in a Node process, spoken to in JSON lines."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self._proc = proc
-        self._next_id = 0
-        self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self.messages: list[dict[str, Any]] = []
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self._proc.stdout is not None
-        async for raw in self._proc.stdout:
-            msg = json.loads(raw)
-            if msg.get("event") == "message":
-                self.messages.append(msg)
-            elif "id" in msg:
-                self._replies.pop(msg["id"]).set_result(msg)
-        for fut in self._replies.values():
-            fut.set_exception(RuntimeError("js peer exited"))
-
-    async def call(self, cmd: str, wait_s: float = 30, **args: Any) -> dict[str, Any]:
-        """Send one command and wait for its reply; a failed command raises."""
-        assert self._proc.stdin is not None
-        self._next_id += 1
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._replies[self._next_id] = fut
-        line = json.dumps({"id": self._next_id, "cmd": cmd, **args}) + "\n"
-        self._proc.stdin.write(line.encode())
-        await self._proc.stdin.drain()
-        reply = await asyncio.wait_for(fut, wait_s)
-        assert reply["ok"], reply.get("error")
-        return reply
-
-    async def wait_message(self, body: str, wait_s: float = 20) -> dict[str, Any]:
-        """The first message event the peer decrypted with ``body``."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + wait_s
-        while loop.time() < end:
-            for msg in self.messages:
-                if msg["body"] == body:
-                    return msg
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"js peer never saw {body!r}; saw {self.messages}")
-
-    async def close(self) -> None:
-        if self._proc.returncode is None:
-            with contextlib.suppress(AssertionError, RuntimeError, TimeoutError):
-                await self.call("stop", wait_s=5)
-            try:
-                await asyncio.wait_for(self._proc.wait(), 5)
-            except TimeoutError:
-                self._proc.kill()
-                await self._proc.wait()
-        self._reader.cancel()
-
-
-@pytest.fixture
-async def js_peer(tmp_path: Path) -> AsyncIterator[JsPeer]:
-    _require_peer()
-    with (tmp_path / "js-peer.log").open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            str(NODE),
-            str(HERE / "peer.mjs"),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=log,
-            cwd=HERE,
-        )
-        peer = JsPeer(proc)
-        try:
-            yield peer
-        finally:
-            await peer.close()
-
 
 async def _messa(homeserver: EmbeddedHomeserver, user: RegisteredUser, path: Path) -> MessaClient:
-    store = SqliteStore(path / "store.sqlite3", RawKey(b"k" * 32))
     # The js device is not cross-signed: Messa shares with it only under this policy.
-    client = MessaClient(store, sharing_policy=AllDevicesPolicy())
-    await client.__aenter__()
-    await client.login(homeserver.base_url, user.user_id.split(":")[0][1:], user.password)
-    return client
+    return await messa_client(homeserver, user, path, AllDevicesPolicy())
 
 
 async def test_messa_and_js_sdk_exchange_megolm_messages_both_ways(

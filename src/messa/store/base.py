@@ -50,7 +50,8 @@ class InboundGroupSessionRecord:
     ``sender_key`` / ``signing_key`` are the Curve25519 / Ed25519 keys of the
     device that owns the session (proven by Olm for ``source == "room_key"``,
     merely claimed otherwise). ``authenticated`` is False for sessions from a
-    backup, a forward or an import.
+    backup, a forward or an import. ``pickle`` is the session's opaque stored
+    state (see :mod:`messa.crypto.megolm.state`): secret key material.
     """
 
     room_id: RoomId

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any, TextIO
 
-from messa.crypto import _vodozemac as vz
 from messa.crypto.key_export._format import DEFAULT_ROUNDS, MAX_ENTRY_CHARS, write_export
+from messa.crypto.megolm.state import exported_key
 from messa.errors import CryptoError, KeyExportError, RemoteInputError, UnknownAlgorithmError
 from messa.store.base import InboundGroupSessionRecord, Store
 from messa.types.keys import MEGOLM_ALGORITHM
@@ -106,15 +106,10 @@ class ExportedSession:
 
 def export_record(record: InboundGroupSessionRecord, pickle_key: bytes) -> ExportedSession:
     """Export a stored inbound session at its first known index (CryptoError if unreadable)."""
-    with vz.translate(CryptoError, "stored inbound Megolm session is unreadable"):
-        session = vz.InboundGroupSession.from_pickle(record.pickle, pickle_key)
-        exported = session.export_at(session.first_known_index)
-    if exported is None:
-        raise CryptoError("stored inbound Megolm session cannot be exported")
     return ExportedSession(
         room_id=record.room_id,
         session_id=record.session_id,
-        session_key=exported.to_base64(),
+        session_key=exported_key(record.pickle, pickle_key),
         sender_key=record.sender_key,
         sender_claimed_ed25519=record.signing_key or None,
         forwarding_chain=record.forwarding_chain,

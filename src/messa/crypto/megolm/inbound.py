@@ -26,7 +26,8 @@ from messa.crypto.context import CryptoContext
 from messa.crypto.interfaces import DecryptedOlmEvent, DeviceSource
 from messa.crypto.megolm import _parse
 from messa.crypto.megolm._replay import ReplayRecords
-from messa.errors import CryptoError, InvalidInputError, MegolmError
+from messa.crypto.megolm.state import dump_session, load_session
+from messa.errors import InvalidInputError, MegolmError
 from messa.store.base import InboundGroupSessionRecord, WithheldRecord
 from messa.types import ids
 from messa.types.events import (
@@ -300,7 +301,7 @@ class InboundGroupSessions:
                 # merge that kept something better of ours must still be sent.
                 mark = record.source == backed_up_source and not record.backed_up
                 if record.pickle == "":
-                    pickle = keep.pickle(self._ctx.pickle_key)
+                    pickle = dump_session(keep)
                     record = replace(record, pickle=pickle, backed_up=record.backed_up or mark)
                 elif mark:
                     record = replace(record, backed_up=True)
@@ -366,9 +367,7 @@ class InboundGroupSessions:
         record = self._ctx.store.get_inbound_group_session(room_id, session_id)
         if record is None:
             return None
-        with vz.translate(CryptoError, "stored inbound Megolm session is unreadable"):
-            session = vz.InboundGroupSession.from_pickle(record.pickle, self._ctx.pickle_key)
-        live = _Live(session, record)
+        live = _Live(load_session(record.pickle, self._ctx.pickle_key), record)
         self._remember(live)
         return live
 
@@ -387,9 +386,7 @@ class InboundGroupSessions:
         records = self._ctx.store.get_inbound_group_sessions(missing)
         # All unpickled before any is remembered: an unreadable one leaves nothing behind.
         for key, record in records.items():
-            with vz.translate(CryptoError, "stored inbound Megolm session is unreadable"):
-                session = vz.InboundGroupSession.from_pickle(record.pickle, self._ctx.pickle_key)
-            found[key] = _Live(session, record)
+            found[key] = _Live(load_session(record.pickle, self._ctx.pickle_key), record)
         for key in records:
             self._remember(found[key])
         return found

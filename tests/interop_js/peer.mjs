@@ -216,6 +216,11 @@ async function backed_up_sessions({ room }) {
 // from secret storage (signing this device), then the backup key, then restore.
 async function restore_from_secret_storage() {
     const crypto = client.getCrypto();
+    // As Element does: the account's public identity first (this queries it afresh),
+    // else the private keys from secret storage have nothing to be checked against.
+    if (!(await crypto.userHasCrossSigningKeys(client.getUserId(), true))) {
+        throw new Error("the account has no cross-signing identity");
+    }
     await crypto.bootstrapCrossSigning({});
     await crypto.loadSessionBackupPrivateKeyFromSecretStorage();
     const check = await crypto.checkKeyBackupAndEnable();

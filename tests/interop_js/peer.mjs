@@ -17,6 +17,7 @@
 //            {"cmd": "user_verified", "user"}                -> {"ok", "cross_signing", "verified", "tofu"}
 //            {"cmd": "bootstrap_cross_signing"}              -> {"ok", "master_key", "ready"}
 //              (answers the server's password stage with the login password)
+//            {"cmd": "reset_cross_signing"}                  -> {"ok", "master_key"} (a new identity)
 //            {"cmd": "bootstrap_secret_storage", "passphrase"?} -> {"ok", "recovery_key", "backup_version"}
 //              (new secret storage key and new key backup; cross-signing keys stored in it)
 //            {"cmd": "backed_up_sessions", "room"}           -> {"ok", "version", "sessions"}
@@ -182,6 +183,12 @@ async function bootstrap_cross_signing() {
     };
 }
 
+async function reset_cross_signing() {
+    const crypto = client.getCrypto();
+    await crypto.bootstrapCrossSigning({ setupNewCrossSigning: true, authUploadDeviceSigningKeys: passwordAuth });
+    return { master_key: await crypto.getCrossSigningKeyId() };
+}
+
 async function bootstrap_secret_storage({ passphrase }) {
     const crypto = client.getCrypto();
     const generated = await crypto.createRecoveryKeyFromPassphrase(passphrase);
@@ -312,6 +319,7 @@ const handlers = {
     device_verified,
     user_verified,
     bootstrap_cross_signing,
+    reset_cross_signing,
     bootstrap_secret_storage,
     backed_up_sessions,
     restore_from_secret_storage,

@@ -126,3 +126,56 @@ async def test_cross_signing_trust_and_user_verification_with_js_sdk(
         assert "for cross-signed devices only" not in second.bodies()
     finally:
         await alice.close()
+
+
+async def test_js_sdk_identity_reset_is_caught_by_messa_tofu(
+    homeserver: EmbeddedHomeserver, new_user, js_peer: JsPeer, tmp_path: Path
+) -> None:
+    """The js user replaces its cross-signing keys: Messa alerts and stops sharing until pinned."""
+    alice_u, js_u = new_user("alice"), new_user("jsreset")
+    js = await js_peer.login(homeserver, js_u)
+    first = await js_peer.call("bootstrap_cross_signing")
+    alice = await messa_client(homeserver, alice_u, tmp_path / "alice")
+    try:
+        room = await alice.create_room("js identity reset", invite=[js_u.user_id])
+        await js_peer.call("join", room=room)
+        await alice.sync_once(timeout_ms=200)
+        assert await _trust(alice, js_u.user_id, js["device_id"]) is TrustState.CROSS_SIGNED
+        await alice.send_text(room, "to the first identity")
+        await js_peer.wait_message("to the first identity")
+        assert not alice.identity_alerts()
+
+        second = await js_peer.call("reset_cross_signing")
+        assert second["master_key"] and second["master_key"] != first["master_key"]
+
+        async def messa_sees_new_identity() -> bool:
+            await alice.devices(js_u.user_id)
+            ident = alice.identity(js_u.user_id)
+            return ident is not None and ident.master_key.public_key == second["master_key"]
+
+        await until(messa_sees_new_identity, alice, what="Messa sees the new js identity")
+        ident = alice.identity(js_u.user_id)
+        assert (
+            ident is not None
+            and ident.identity_changed
+            and ident.pinned_master == first["master_key"]
+        )
+        assert [i.user_id for i in alice.identity_alerts()] == [js_u.user_id]
+        # Signed by a key nobody accepted yet: no longer cross-signed, so no room key.
+        assert await _trust(alice, js_u.user_id, js["device_id"]) is TrustState.UNVERIFIED
+        withheld = await alice.send_text(room, "while the new identity is not accepted")
+        await until(
+            lambda: js_peer.utd.get(withheld) == WITHHELD_UNVERIFIED,
+            alice,
+            what=f"the js device told the key is withheld (saw {js_peer.utd})",
+        )
+        assert "while the new identity is not accepted" not in js_peer.bodies()
+
+        # The user accepts the change: the device is cross-signed again, keys flow again.
+        alice.pin_identity(js_u.user_id)
+        assert not alice.identity_alerts()
+        assert await _trust(alice, js_u.user_id, js["device_id"]) is TrustState.CROSS_SIGNED
+        await alice.send_text(room, "to the accepted new identity")
+        await js_peer.wait_message("to the accepted new identity")
+    finally:
+        await alice.close()

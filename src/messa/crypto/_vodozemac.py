@@ -7,8 +7,7 @@ exceptions into Messa's. A binding upgrade touches this file only.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 import vodozemac as _v
 
@@ -54,20 +53,33 @@ MegolmDecryptionException = _v.MegolmDecryptionException
 OlmDecryptionException = _v.OlmDecryptionException
 
 
-@contextmanager
-def translate(error: type[CryptoError], message: str) -> Iterator[None]:
+class translate:  # lower case: used like the function it replaced
     """Turn any binding exception raised inside the block into ``error(message)``.
 
     The binding's own text is chained (``__cause__``) but not copied into the
-    message, which may be shown to users.
+    message, which may be shown to users. A class rather than a generator
+    context manager: it wraps every binding call, several per room key.
     """
-    try:
-        yield
-    except VodozemacError as exc:
-        raise error(message) from exc
-    except (ValueError, TypeError) as exc:
-        # Malformed base64 and the like surface as plain ValueError/TypeError.
-        raise error(message) from exc
+
+    __slots__ = ("_error", "_message")
+
+    def __init__(self, error: type[CryptoError], message: str) -> None:
+        self._error = error
+        self._message = message
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Malformed base64 and the like surface as plain ValueError/TypeError;
+        # the binding's own exceptions are ValueError subclasses too.
+        if kind is not None and issubclass(kind, (ValueError, TypeError)):
+            raise self._error(self._message) from exc
 
 
 def verify_ed25519(public_key: str, message: bytes, signature: str) -> None:

@@ -231,6 +231,7 @@ class Restorer:
             signing_key=session.signing_key,
             source=BACKUP_SOURCE,
             forwarding_chain=session.forwarding_chain,
+            backed_up=self._mark,
         )
 
     def _store(self, prepared: list[PreparedSession]) -> list[RoomKeyInfo]:

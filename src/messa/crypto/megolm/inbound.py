@@ -64,8 +64,8 @@ class _Live:
 class PreparedSession:
     """A session key that passed its checks, ready for ``store_sessions``.
 
-    ``record`` describes the session with an empty ``pickle``. The session
-    is secret key material: never log it.
+    ``record`` describes the session, its ``pickle`` being the session's
+    stored state. Both are secret key material: never log them.
     """
 
     session: vz.InboundGroupSession = field(repr=False)
@@ -153,7 +153,7 @@ class InboundGroupSessions:
             sender_key=event.sender_curve25519,
             signing_key=event.sender_ed25519,
             sender_user=event.sender,
-            pickle="",
+            pickle=dump_session(session),
             first_known_index=session.first_known_index,
             authenticated=True,
             source="room_key",
@@ -211,11 +211,13 @@ class InboundGroupSessions:
         sender_user: UserId | None = None,
         source: str = "import",
         forwarding_chain: tuple[str, ...] = (),
+        backed_up: bool = False,
     ) -> PreparedSession:
         """Check an exported session key, as :meth:`import_session` does, without storing it.
 
         For importing many sessions at once with :meth:`store_sessions`.
-        Arguments as for :meth:`import_session`.
+        Arguments as for :meth:`import_session`; ``backed_up`` marks a copy
+        that is already in the backup we upload to (restored from it).
 
         Raises:
             InvalidInputError: if the room id is invalid.
@@ -231,10 +233,11 @@ class InboundGroupSessions:
             sender_key=sender_key,
             signing_key=signing_key,
             sender_user=sender_user,
-            pickle="",
+            pickle=dump_session(session),
             first_known_index=session.first_known_index,
             authenticated=False,
             source=source,
+            backed_up=backed_up,
             forwarding_chain=forwarding_chain,
         )
         return PreparedSession(session, record)
@@ -296,14 +299,11 @@ class InboundGroupSessions:
                 if record is None:
                     out.append(None)
                     continue
-                keep = p.session if record.pickle == "" or live is None else live.session
+                new_state = live is None or record.pickle == p.record.pickle
+                keep = p.session if new_state or live is None else live.session
                 # Only a record that *is* the backup's copy is already in it; a
                 # merge that kept something better of ours must still be sent.
-                mark = record.source == backed_up_source and not record.backed_up
-                if record.pickle == "":
-                    pickle = dump_session(keep)
-                    record = replace(record, pickle=pickle, backed_up=record.backed_up or mark)
-                elif mark:
+                if record.source == backed_up_source and not record.backed_up:
                     record = replace(record, backed_up=True)
                 changes.inbound_group_sessions.append(record)
                 held[key] = _Live(keep, record)  # a later copy in this call sees this one
@@ -331,7 +331,7 @@ class InboundGroupSessions:
     def _merge(
         live: _Live | None, session: vz.InboundGroupSession, new: InboundGroupSessionRecord
     ) -> InboundGroupSessionRecord | None:
-        """Decide what to store; ``pickle == ""`` means "the new session's ratchet"."""
+        """Decide what to store: ``new``, a merge of both copies, or ``None`` (keep ``live``)."""
         if live is None:
             return new
         old = live.record
@@ -349,7 +349,7 @@ class InboundGroupSessions:
         lower = session.first_known_index < live.session.first_known_index
         merged = replace(
             owner,
-            pickle="" if lower else old.pickle,
+            pickle=new.pickle if lower else old.pickle,
             first_known_index=min(session.first_known_index, live.session.first_known_index),
             authenticated=old.authenticated or new.authenticated,
             backed_up=old.backed_up and not lower and owner is old,

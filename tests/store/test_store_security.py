@@ -434,3 +434,24 @@ def test_passphrase_and_key_reprs_hide_secrets() -> None:
     assert "hunter2" not in repr(Passphrase("hunter2"))
     assert bytes(range(32)).hex() not in repr(RawKey(bytes(range(32))))
     assert str(bytes(range(32))) not in repr(RawKey(bytes(range(32))))
+
+
+def test_remembered_lookup_hashes_equal_fresh_ones_and_keep_types_apart() -> None:
+    from messa.store.cipher import _RECENT_LOOKUPS, StoreCipher
+
+    key = os.urandom(32)
+    warm, cold = StoreCipher(key), StoreCipher(key)
+    first = warm.lookup("inbound_group_sessions", "!room", "session")
+    again = warm.lookup("inbound_group_sessions", "!room", "session")
+    assert first == again == cold.lookup("inbound_group_sessions", "!room", "session")
+    # Same values under another domain, or split differently, hash differently.
+    assert warm.lookup("devices", "!room", "session") != first
+    assert warm.lookup("inbound_group_sessions", "!roomsession") != first
+    # 1, "1" and True stay three different keys, in either order.
+    ints = [warm.lookup("kv", "1"), warm.lookup("kv", 1), warm.lookup("kv", True)]
+    assert len(set(ints)) == 3
+    assert ints == [cold.lookup("kv", "1"), cold.lookup("kv", 1), cold.lookup("kv", True)]
+    # Past its bound the memory is dropped, and answers stay the same.
+    for i in range(_RECENT_LOOKUPS + 10):
+        warm.lookup("rooms", f"!r{i}")
+    assert warm.lookup("inbound_group_sessions", "!room", "session") == first

@@ -36,6 +36,9 @@ _INFO_PICKLE = b"messa/store/v1/pickle"
 
 Part = str | int | bytes | None
 
+_RECENT_LOOKUPS = 4096
+"""Lookup hashes kept for reuse (a store batch reads, then writes, its rows)."""
+
 
 def _derive(store_key: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=None, info=info).derive(store_key)
@@ -93,7 +96,7 @@ def encode_parts(*parts: Part) -> bytes:
 class StoreCipher:
     """The keys of one unlocked store and the operations that use them."""
 
-    __slots__ = ("_aead", "_domains", "_lookup_key", "_pickle_key")
+    __slots__ = ("_aead", "_domains", "_lookup_key", "_pickle_key", "_recent")
 
     def __init__(self, store_key: bytes) -> None:
         """Derive the subkeys of ``store_key``.
@@ -112,6 +115,7 @@ class StoreCipher:
         # One keyed HMAC state per domain with the domain already absorbed:
         # a lookup then copies it instead of redoing the key schedule.
         self._domains: dict[str, hmac.HMAC] = {}
+        self._recent: dict[tuple[Part, ...], bytes] = {}
 
     @property
     def pickle_key(self) -> bytes:
@@ -124,13 +128,26 @@ class StoreCipher:
         The domain (table name) is hashed in, so the same room id gives
         unrelated values in different tables.
         """
+        # A row is usually looked up just before it is written (is it there
+        # already?): remember recent hashes of plain string keys. Only
+        # strings, because a tuple key would equate 1, 1.0 and True.
+        plain = all(type(part) is str for part in parts)
+        if plain:
+            hit = self._recent.get((domain, *parts))
+            if hit is not None:
+                return hit
         base = self._domains.get(domain)
         if base is None:
             base = hmac.new(self._lookup_key, encode_parts(domain), "sha256")
             self._domains[domain] = base
         mac = base.copy()
         mac.update(encode_parts(*parts))
-        return mac.digest()
+        digest = mac.digest()
+        if plain:
+            if len(self._recent) >= _RECENT_LOOKUPS:
+                self._recent.clear()
+            self._recent[(domain, *parts)] = digest
+        return digest
 
     def seal(self, plaintext: bytes, *aad: Part) -> bytes:
         """Encrypt ``plaintext`` bound to the associated values ``aad``."""

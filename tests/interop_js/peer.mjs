@@ -20,6 +20,9 @@
 //            {"cmd": "reset_cross_signing"}                  -> {"ok", "master_key"} (a new identity)
 //            {"cmd": "bootstrap_secret_storage", "passphrase"?} -> {"ok", "recovery_key", "backup_version"}
 //              (new secret storage key and new key backup; cross-signing keys stored in it)
+//            {"cmd": "secrets_status"}                       -> {"ok", "master", "self_signing",
+//                                                                "user_signing", "backup_key", "backup_version"}
+//              (which private keys this device holds, e.g. after they were shared with it)
 //            {"cmd": "backed_up_sessions", "room"}           -> {"ok", "version", "sessions"}
 //              (session ids the server's current backup holds for the room)
 //            {"cmd": "restore_from_secret_storage"}          -> {"ok", "cross_signing_ready", "trusted",
@@ -205,6 +208,18 @@ async function bootstrap_secret_storage({ passphrase }) {
     };
 }
 
+async function secrets_status() {
+    const crypto = client.getCrypto();
+    const cached = (await crypto.getCrossSigningStatus()).privateKeysCachedLocally;
+    return {
+        master: cached.masterKey,
+        self_signing: cached.selfSigningKey,
+        user_signing: cached.userSigningKey,
+        backup_key: (await crypto.getSessionBackupPrivateKey()) !== null,
+        backup_version: await crypto.getActiveSessionBackupVersion(),
+    };
+}
+
 async function backed_up_sessions({ room }) {
     const info = await client.getCrypto().getKeyBackupInfo();
     if (!info?.version) return { version: null, sessions: [] };
@@ -321,6 +336,7 @@ const handlers = {
     bootstrap_cross_signing,
     reset_cross_signing,
     bootstrap_secret_storage,
+    secrets_status,
     backed_up_sessions,
     restore_from_secret_storage,
 };

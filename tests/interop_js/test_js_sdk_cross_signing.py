@@ -10,15 +10,13 @@ only ``m.room_key.withheld`` with ``m.unverified``.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 
 from interop_js.conftest import JsPeerFactory
-from interop_js.jspeer import JsPeer, messa_client, until
+from interop_js.jspeer import JsPeer, messa_client, sas_messa_asks, until
 from messa.client import MessaClient
-from messa.crypto.verification import RequestState
 from messa.homeserver import EmbeddedHomeserver
 from messa.types.keys import TrustState
 
@@ -31,24 +29,6 @@ WITHHELD_UNVERIFIED = "MEGOLM_KEY_WITHHELD_FOR_UNVERIFIED_DEVICE"
 async def _trust(client: MessaClient, user: str, device: str) -> TrustState:
     devices = {d.device_id: d for d in await client.devices(user)}
     return devices[device].trust
-
-
-async def _sas(alice: MessaClient, js_peer: JsPeer, js_user: str, js_device: str) -> None:
-    """Messa asks the js device for emoji SAS; both sides confirm matching emoji."""
-    req = await alice.request_verification(js_user, js_device)
-    await js_peer.call("accept_verification")
-    await until(lambda: req.state is RequestState.READY, alice, what="js ready")
-    await alice.start_sas(req)
-    await until(lambda: req.sas is not None and req.sas.emoji() is not None, alice, what="SAS")
-    shown = await js_peer.call("sas")
-    assert req.sas is not None
-    mine = req.sas.emoji()
-    assert mine is not None
-    assert [[e.symbol, e.description] for e in mine] == shown["emoji"]
-    confirmed = asyncio.create_task(js_peer.call("confirm_sas"))
-    await alice.confirm_sas(req)
-    await until(lambda: req.state is RequestState.DONE and confirmed.done(), alice, what="done")
-    await confirmed
 
 
 async def test_cross_signing_trust_and_user_verification_with_js_sdk(
@@ -83,7 +63,7 @@ async def test_cross_signing_trust_and_user_verification_with_js_sdk(
         await alice.send_text(room, "before verification, to a cross-signed device")
         await js_peer.wait_message("before verification, to a cross-signed device")
 
-        await _sas(alice, js_peer, js_u.user_id, js["device_id"])
+        await sas_messa_asks(alice, js_peer, js_u.user_id, js["device_id"])
 
         # Messa verified the js *user* (signed its master key): the device is verified
         # through the identity, not only by a local mark.

@@ -302,7 +302,14 @@ def test_qr_self_verification_new_device_becomes_trusted(
         stop(shower, scanner)
     for live, end in zip((shower, scanner), ends, strict=True):
         assert end.code == OK, (end, live.events)
-        assert live.events[-1]["event"] == "done" and live.events[-1]["verified"] is True
+        done = next(e for e in live.events if e["event"] == "done")
+        assert done["verified"] is True
+    assert shower.events[-1]["event"] == "done"
+    # The new device asked for the account's keys by itself and got them.
+    keys = scanner.events[-1]
+    assert keys["event"] == "keys" and scanner.names()[-2] == "done"
+    assert_schema(keys, {"event": str, "cross_signing": bool, "backup_key": bool})
+    assert keys["cross_signing"] is True
     # alice's first device cross-signed the new one: bob, who verified alice, now trusts it.
     assert trust_of(runner, bob, alice.user_id, alice2.device_id) == "verified"
     own = devices(runner, alice2, alice.user_id)

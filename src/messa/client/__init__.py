@@ -6,6 +6,7 @@ from messa.client.recovery import RecoveryResult
 from messa.client.rooms import Room
 from messa.client.session import SessionInfo
 from messa.crypto.backup import RestoreProgress
+from messa.crypto.cross_signing import CrossSigningStatus
 from messa.crypto.key_export import ExportResult, ImportResult
 from messa.crypto.verification import (
     Emoji,
@@ -21,6 +22,7 @@ from messa.types.events import TimelineEvent
 
 __all__ = [
     "BackupStatus",
+    "CrossSigningStatus",
     "Emoji",
     "ExportResult",
     "ImportResult",

@@ -16,7 +16,14 @@ from messa.client.backup import BackupService, BackupStatus
 from messa.client.timeline import retry_record
 from messa.crypto.backup import JsonSigner, RestoreProgress
 from messa.crypto.megolm import RoomKeyInfo
-from messa.errors import CryptoError, MatrixError, NotFoundError
+from messa.errors import (
+    BackupKeyMismatchError,
+    BackupNotTrustedError,
+    ConfigError,
+    CryptoError,
+    MatrixError,
+    NotFoundError,
+)
 from messa.store.base import TimelineRecord
 
 if TYPE_CHECKING:
@@ -62,12 +69,22 @@ class BackupMixin:
                         updated.append(rec)
         self._backup_decrypted += sum(1 for r in updated if r.utd_reason is None)
 
-    async def enable_backup(self) -> str:
+    async def enable_backup(self, *, replace: bool = False) -> str:
         """Back up room keys to the server from now on; return the backup version.
 
         Uses the server's current backup when we trust it and hold its key;
         otherwise creates a new version signed by this device and, when we
         hold it, our master cross-signing key.
+
+        Args:
+            replace: Create a new backup even when the account has one whose
+                key this device lacks. Its keys then stay only in the old
+                backup, readable with the old recovery key.
+
+        Raises:
+            ConfigError: if the account has a backup whose key this device
+                lacks and ``replace`` is not set (restore from the recovery
+                key, or verify this device from another one, first).
         """
         service = self._backup
         backup = self._w.machine.backup
@@ -75,6 +92,12 @@ class BackupMixin:
         if active is not None and backup.decryption_key is not None:
             return active.version
         current = await service.current_version()
+        if current is not None and backup.decryption_key is None and not replace:
+            raise ConfigError(
+                f"the account already has a key backup (version {current.version}) whose key "
+                "this device does not hold: restore from the recovery key or verify this "
+                "device from another one first"
+            )
         if current is not None and backup.decryption_key is not None:
             try:
                 enabled = await service.enable(current.version)
@@ -96,6 +119,25 @@ class BackupMixin:
         if self._w.machine.backup.active is None:
             return 0
         return await self._backup.upload_pending()
+
+    async def _adopt_backup_key_from_devices(self) -> None:
+        """Use a backup key one of our verified devices sent, if it fits the server's backup.
+
+        A new device cannot check such a key when it arrives (it has no
+        backup yet): it is checked here against the server's current backup
+        and kept only if it is that backup's key; the backup's history is
+        then restored, as after a recovery.
+        """
+        key = self._w.machine.trust.take_pending_backup_key()
+        if key is None:
+            return
+        try:
+            await self._backup.enable(key=key)
+        except (NotFoundError, BackupKeyMismatchError, BackupNotTrustedError) as exc:
+            log.warning("a backup key sent by our device was not used: %s", type(exc).__name__)
+            return
+        result = await self._backup.restore()
+        log.info("backup key received from our device; %d sessions restored", result.imported)
 
     async def use_backup_key(self, private_key_b64: str) -> None:
         """Take a backup key from secret storage or the user, for the current backup."""

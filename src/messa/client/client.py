@@ -289,6 +289,7 @@ class MessaClient(
     async def _backup_after_sync(self, outcome: SyncOutcome) -> None:
         """Keep the key backup current and use it for keys we are missing."""
         try:
+            await self._adopt_backup_key_from_devices()
             await self.upload_backup()
             for rec in outcome.new_events:
                 if rec.utd_reason is not None and rec.session_id is not None:

@@ -66,7 +66,7 @@ class RecoveryMixin:
 
         async def _refresh_own_devices(self) -> None: ...
 
-        async def enable_backup(self) -> str: ...
+        async def enable_backup(self, *, replace: bool = False) -> str: ...
 
         async def use_backup_key(self, private_key_b64: str) -> None: ...
 
@@ -133,7 +133,9 @@ class RecoveryMixin:
                 "verify it from another device or restore from the recovery key first"
             )
         if backup:
-            await self.enable_backup()
+            # Setting recovery up starts over: a backup whose key no device
+            # holds any more is replaced by one under the new recovery key.
+            await self.enable_backup(replace=True)
         new = SecretStorage.create_key(passphrase)
         secrets = {
             CROSS_SIGNING_MASTER: seeds.master,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from messa.crypto.cross_signing import CrossSigningStatus
 from messa.crypto.verification import (
     Method,
     QrPayload,
@@ -97,6 +98,14 @@ class TrustMixin:
         with machine.batch():
             machine.devices.mark_changed([w.session.user_id])
         await w.pump.flush()
+
+    def cross_signing_status(self) -> CrossSigningStatus:
+        """Which of the account's private cross-signing keys this device holds.
+
+        A device holding all three (and matching the published identity) can
+        verify other users and its own new devices for the whole account.
+        """
+        return self._w.machine.trust.cross_signing.status()
 
     def identity_alerts(self) -> list[UserIdentity]:
         """Users whose identity changed since we pinned or verified it (alert the user).
@@ -226,7 +235,12 @@ class TrustMixin:
         await self._send_verification(request.cancel())
 
     async def request_own_secrets(self) -> None:
-        """Ask our other verified devices for the cross-signing and backup keys."""
+        """Ask our other verified devices for the cross-signing and backup keys.
+
+        This happens by itself when this device verifies itself against
+        another of ours; call it to ask again (e.g. that device was offline).
+        The answers arrive with the next syncs.
+        """
         self._w.machine.trust.request_cross_signing_secrets()
         await self._w.pump.flush()
 

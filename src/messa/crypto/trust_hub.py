@@ -14,7 +14,7 @@ from typing import Any
 from messa.crypto.account import AccountMachine
 from messa.crypto.backup import BackupMachine
 from messa.crypto.context import CryptoContext
-from messa.crypto.cross_signing import SECRET_NAMES, CrossSigningMachine, VerificationTrust
+from messa.crypto.cross_signing import CrossSigningMachine, VerificationTrust
 from messa.crypto.identities import DeviceTracker
 from messa.crypto.interfaces import DecryptedOlmEvent
 from messa.crypto.olm import OlmSessions
@@ -25,7 +25,7 @@ from messa.crypto.secrets.storage import (
     CROSS_SIGNING_USER_SIGNING,
     MEGOLM_BACKUP,
 )
-from messa.crypto.secrets.validation import PublicKeyValidator
+from messa.crypto.secrets.validation import PublicKeyValidator, validate_backup_key_format
 from messa.crypto.verification import (
     VERIFICATION_EVENT_TYPES,
     RoomMessageRequest,
@@ -73,6 +73,9 @@ class TrustHub:
         self._to_device: list[ToDeviceRequest] = []
         self._room_messages: list[RoomMessageRequest] = []
         self._received_cs: dict[str, str] = {}
+        self._pending_backup_key: str | None = None
+        self._ask_secrets_after_flow = False
+        self.verification_trust.on_own_identity_verified = self._own_identity_verified
 
     # -- secrets -----------------------------------------------------------------
 
@@ -116,6 +119,11 @@ class TrustHub:
         )
 
     def _validate_secret(self, name: str, secret: str) -> None:
+        if name == MEGOLM_BACKUP and self.backup_public_key() is None:
+            # Nothing to check it against yet (a new device): it is held
+            # aside, unused, until checked against the server's trusted backup.
+            validate_backup_key_format(secret)
+            return
         self.validator()(name, secret)
 
     def store_backup_key(self, private_key_b64: str) -> None:
@@ -141,15 +149,42 @@ class TrustHub:
                 )
                 self._received_cs = {}
         elif received.name == MEGOLM_BACKUP:
-            self.store_backup_key(received.secret)
+            if self.backup_public_key() is None:
+                self._pending_backup_key = received.secret
+            else:
+                self.store_backup_key(received.secret)
         out.secrets_received.append(received.name)
 
-    def request_cross_signing_secrets(self) -> list[ToDeviceRequest]:
-        """Ask our other verified devices for the cross-signing keys (after self-verification)."""
-        names = (*SECRET_NAMES, MEGOLM_BACKUP)
+    def request_cross_signing_secrets(self, *, only_missing: bool = False) -> list[ToDeviceRequest]:
+        """Ask our other verified devices for the cross-signing and backup keys.
+
+        Args:
+            only_missing: Ask only for the keys this device does not hold.
+        """
+        names = [*_CS_NAMES, MEGOLM_BACKUP]
+        if only_missing:
+            names = [n for n in names if self._provide_secret(n) is None]
+            if self._pending_backup_key is not None and MEGOLM_BACKUP in names:
+                names.remove(MEGOLM_BACKUP)
         reqs = [r for name in names if (r := self.secrets.request_secret(name)) is not None]
         self._to_device.extend(reqs)
         return reqs
+
+    def _own_identity_verified(self) -> None:
+        # A device that just verified itself against another of ours gets the
+        # keys from it, as a user expects after "verify this device". The
+        # request is sent after the flow's own messages (see outgoing_requests):
+        # the other device answers only once our "done" made us verified to it.
+        self._ask_secrets_after_flow = True
+
+    def take_pending_backup_key(self) -> str | None:
+        """A backup key one of our devices sent before we knew which backup to check it against.
+
+        The caller checks it against the server's current backup (which must
+        be trusted) and keeps it only if it matches. Secret: never log it.
+        """
+        key, self._pending_backup_key = self._pending_backup_key, None
+        return key
 
     # -- routing -------------------------------------------------------------------
 
@@ -222,6 +257,10 @@ class TrustHub:
         out.extend(self.secrets.retry_waiting())
         out.extend(self._to_device)
         self._to_device = []
+        if self._ask_secrets_after_flow:
+            self._ask_secrets_after_flow = False
+            out.extend(self.request_cross_signing_secrets(only_missing=True))
+            self._to_device = []
         return out
 
     def take_room_messages(self) -> list[RoomMessageRequest]:

@@ -40,6 +40,8 @@ __all__ = ["LineReader", "Method", "Verifier", "VerifyOptions", "request_json"]
 _POLL_MS = 500  # long-poll while the other side acts; events end it early
 _ANSWER_POLL_MS = 300  # shorter while a person may answer at any moment
 _CANCEL_WAIT_S = 10.0
+_KEYS_WAIT_S = 30.0  # a new device waits this long for the account's keys after verifying
+_ANSWER_GRACE_S = 3.0  # the device holding them keeps syncing to answer the request
 
 
 class Method(enum.Enum):
@@ -244,6 +246,48 @@ class Verifier:
             await self.cancel(req)
             raise
         self._outcome(req)
+        if req.state is RequestState.DONE and req.other_user == self.client.user_id:
+            await self._share_own_keys()
+
+    async def _share_own_keys(self) -> None:
+        """After verifying two of our devices, let the account's keys reach the one lacking them.
+
+        The device without them asked for them by itself; it syncs until they
+        arrive (and the history from the backup is read). The device holding
+        them syncs a little longer, to answer that request before it exits.
+        """
+        loop = asyncio.get_running_loop()
+
+        def complete() -> bool:
+            cs = self.client.cross_signing_status()
+            return cs.has_master and cs.has_self_signing and cs.has_user_signing
+
+        if complete():
+            deadline = loop.time() + _ANSWER_GRACE_S
+            while loop.time() < deadline:
+                await self.client.sync_once(timeout_ms=_ANSWER_POLL_MS)
+            return
+        deadline = loop.time() + min(self.options.timeout_s, _KEYS_WAIT_S)
+        with self.out.status("Receiving the account's keys from the other device…"):
+            while not complete() and loop.time() < deadline:
+                await self.client.sync_once(timeout_ms=_POLL_MS)
+        backup = await self.client.backup_status()
+        if complete():
+            tail = " and the backup key" if backup.has_key else ""
+            self.event(
+                "keys",
+                f"Received the account's cross-signing keys{tail} from the other device.",
+                cross_signing=True,
+                backup_key=backup.has_key,
+            )
+        else:
+            self.event(
+                "keys",
+                "The other device did not send the account's keys (yet): run "
+                "`messa verify` on it again, or `messa recovery restore` here.",
+                cross_signing=False,
+                backup_key=backup.has_key,
+            )
 
     async def _sas(self, req: VerificationRequest) -> None:
         if req.we_requested:

@@ -12,6 +12,8 @@ cross-signing machine's outbox (:meth:`CrossSigningMachine.outgoing_requests`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from messa.crypto.account import AccountMachine
 from messa.crypto.context import CryptoContext
 from messa.crypto.cross_signing.machine import CrossSigningMachine
@@ -42,6 +44,8 @@ class VerificationTrust:
         self._account = account
         self._tracker = tracker
         self._cs = cross_signing
+        self.on_own_identity_verified: Callable[[], None] | None = None
+        """Called when a flow verified our own master key (e.g. to ask for the secrets)."""
 
     @property
     def user_id(self) -> UserId:
@@ -114,6 +118,8 @@ class VerificationTrust:
         if user_id == self._ctx.user_id:
             self._tracker.mark_identity_verified(user_id, master_key)
             self._cs.enqueue(self._cs.sign_own_master())
+            if self.on_own_identity_verified is not None:
+                self.on_own_identity_verified()
         elif self._cs.can_sign(CrossSigningUsage.USER_SIGNING):
             self._cs.enqueue(self._cs.sign_user(user_id, master_key))
         else:

@@ -79,6 +79,15 @@ def validate_backup_key(
         raise SecretMismatchError("backup key does not match the public key", secret_name=name)
 
 
+def validate_backup_key_format(private_b64: str, *, name: str | None = MEGOLM_BACKUP) -> None:
+    """Check only that a backup private key is a 32-byte key (its match is checked later).
+
+    Raises:
+        SecretMismatchError: if the key is malformed.
+    """
+    _decode(private_b64, "backup key", name)
+
+
 class PublicKeyValidator:
     """A :data:`~messa.crypto.secrets.storage.SecretValidator` from trusted public keys.
 

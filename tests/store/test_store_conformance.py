@@ -31,7 +31,7 @@ from store_records import (
 
 from messa.errors import StoreClosedError, StoreError
 from messa.store import Changes, SqliteStore, Store
-from messa.store.base import InboundGroupSessionRecord
+from messa.store.base import InboundGroupSessionRecord, TimelineRecord
 from messa.store.sqlite import writes
 from messa.types.ids import EventId, RoomId, UserId
 
@@ -558,3 +558,36 @@ def full_changes_replaced() -> Changes:
     c.rooms = [replace(r, name="replaced") for r in c.rooms]
     c.values = {"sync_token": None}
     return c
+
+
+def test_waiting_events_of_many_sessions_at_once(store: Store) -> None:
+    def waiting(event_id: str, position: int, session: str, room_id: str = ROOM) -> TimelineRecord:
+        return event(event_id, position, room_id, session_id=session, utd_reason="missing key")
+
+    store.save_changes(
+        Changes(
+            timeline=[
+                waiting("$w3", 3, "s1"),
+                waiting("$w1", 1, "s1"),
+                waiting("$w2", 2, "s2"),
+                waiting("$o1", 1, "s1", room_id=OTHER_ROOM),  # same session, other room
+                waiting("$x1", 4, "s3"),  # a session nobody asks about
+                event("$d1", 5),  # decrypted: waits for nothing
+            ]
+        )
+    )
+    keys = [(ROOM, "s1"), (ROOM, "s2"), (ROOM, "s4"), (OTHER_ROOM, "s2")]
+    found = store.get_waiting_events_many(keys)
+    assert set(found) == {(ROOM, "s1"), (ROOM, "s2")}
+    assert [t.event_id for t in found[(ROOM, "s1")]] == ["$w1", "$w3"]
+    assert [t.event_id for t in found[(ROOM, "s2")]] == ["$w2"]
+    # The same answers as one session at a time.
+    for key, events in found.items():
+        assert events == store.get_waiting_events(*key)
+    assert store.get_waiting_events_many([(OTHER_ROOM, "s1")]) == {
+        (OTHER_ROOM, "s1"): [waiting("$o1", 1, "s1", room_id=OTHER_ROOM)]
+    }
+    assert store.get_waiting_events_many([]) == {}
+    # Once decrypted, an event no longer waits.
+    store.save_changes(Changes(timeline=[event("$w2", 2, body="now readable")]))
+    assert (ROOM, "s2") not in store.get_waiting_events_many(keys)

@@ -60,9 +60,12 @@ class BackupMixin:
         """Decrypt stored events that waited for these sessions (one commit)."""
         w = self._w
         updated: list[TimelineRecord] = []
+        # One read for the whole batch: a restore makes thousands of sessions
+        # available at once, and on a new device none of them has events waiting.
+        found = self._store.get_waiting_events_many((i.room_id, i.session_id) for i in infos)
         with w.machine.batch() as changes:
-            for info in infos:
-                for waiting in self._store.get_waiting_events(info.room_id, info.session_id):
+            for events in found.values():
+                for waiting in events:
                     rec = retry_record(waiting, w.machine)
                     if rec is not None:
                         changes.timeline.append(rec)

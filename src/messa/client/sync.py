@@ -141,8 +141,9 @@ class SyncProcessor:
         out.errors.extend(result.errors)
 
         # Events waiting for keys that just arrived.
-        for info in result.room_keys:
-            for waiting in self._store.get_waiting_events(info.room_id, info.session_id):
+        keys = [(info.room_id, info.session_id) for info in result.room_keys]
+        for events in self._store.get_waiting_events_many(keys).values() if keys else ():
+            for waiting in events:
                 updated = retry_record(waiting, self._machine)
                 if updated is not None:
                     changes.timeline.append(updated)

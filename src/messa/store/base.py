@@ -360,6 +360,15 @@ class Store(Protocol):
         """Return events of a room still waiting for this Megolm session's key."""
         ...
 
+    def get_waiting_events_many(
+        self, keys: Iterable[tuple[RoomId, str]]
+    ) -> dict[tuple[RoomId, str], list[TimelineRecord]]:
+        """Events waiting for any of several ``(room_id, session_id)`` keys, in few reads.
+
+        Only keys with waiting events appear; each list is in timeline order.
+        """
+        ...
+
     def get_pending_sends(self) -> list[PendingSendRecord]:
         """Return unconfirmed sends, oldest first."""
         ...

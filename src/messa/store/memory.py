@@ -251,6 +251,23 @@ class MemoryStore:
             key=lambda t: t.position,
         )
 
+    def get_waiting_events_many(
+        self, keys: Iterable[tuple[RoomId, str]]
+    ) -> dict[tuple[RoomId, str], list[TimelineRecord]]:
+        """Return events waiting for any of several sessions."""
+        self._check()
+        wanted: dict[RoomId, set[str]] = {}
+        for room_id, session_id in keys:
+            wanted.setdefault(room_id, set()).add(session_id)
+        found: dict[tuple[RoomId, str], list[TimelineRecord]] = {}
+        for room_id, sessions in wanted.items():
+            for t in self._timeline.get(room_id, {}).values():
+                if t.session_id is not None and t.session_id in sessions:
+                    found.setdefault((room_id, t.session_id), []).append(t)
+        for events in found.values():
+            events.sort(key=lambda t: t.position)
+        return found
+
     def get_pending_sends(self) -> list[PendingSendRecord]:
         """Return pending sends oldest first."""
         self._check()

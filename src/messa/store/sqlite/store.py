@@ -305,6 +305,40 @@ class SqliteStore:
         )
         return [decode_record(TimelineRecord, v) for v in rows]
 
+    def get_waiting_events_many(
+        self, keys: Iterable[tuple[RoomId, str]]
+    ) -> dict[tuple[RoomId, str], list[TimelineRecord]]:
+        """Return events waiting for any of several sessions (one query per chunk of them).
+
+        Only events that wait for a key carry a ``waiting`` hash, and the
+        partial index holds just those: the query reads no other event.
+        """
+        self._db()
+        lookup = self._cipher.lookup
+        wanted: dict[bytes, set[bytes]] = {}
+        for room_id, session_id in keys:
+            waiting = lookup("timeline/waiting", session_id)
+            wanted.setdefault(waiting, set()).add(lookup("timeline/room", room_id))
+        found: dict[tuple[RoomId, str], list[TimelineRecord]] = {}
+        hashes = list(wanted)
+        columns = select_columns("timeline")
+        for start in range(0, len(hashes), _BATCH):
+            chunk = hashes[start : start + _BATCH]
+            sql = (
+                f"SELECT {columns} FROM timeline "  # noqa: S608
+                f"WHERE waiting IN ({', '.join('?' * len(chunk))}) ORDER BY position, rowid"
+            )
+            with self._mutex, sqlite_errors():
+                rows = self._db().execute(sql, chunk).fetchall()
+            for row in rows:
+                # row = (k, room, position, waiting, v): keep only the asked rooms.
+                if row[1] not in wanted[row[3]]:
+                    continue
+                record = decode_record(TimelineRecord, open_row(self._cipher, "timeline", row))
+                if record.session_id is not None:
+                    found.setdefault((record.room_id, record.session_id), []).append(record)
+        return found
+
     def get_pending_sends(self) -> list[PendingSendRecord]:
         """Return unconfirmed sends, oldest first (ties by transaction id)."""
         rows = self._rows("pending_sends", "", ())

@@ -11,10 +11,12 @@ Contenders, each in its own process so that memory figures are its own:
 * **raw**: the crypto alone. The entries are downloaded and parsed first
   (not timed); then only ``PkDecryption.decrypt`` of every ``session_data``
   is timed (the baseline: what the restore cannot go below).
-* **messa**: the whole restore a new device does, timed end to end:
-  ``BackupService.restore`` streaming ``GET /room_keys/keys`` from Synapse,
+* **messa**: the whole restore a new device does, timed end to end: a
+  ``MessaClient`` logs in as a new device, is given the backup key, and runs
+  ``restore_backup``: streaming ``GET /room_keys/keys`` from Synapse,
   incremental parsing, validation, decryption, import as unauthenticated
-  Megolm sessions, and atomic batches into the encrypted SQLite store.
+  Megolm sessions, atomic batches into the encrypted SQLite store, and the
+  look-up of events waiting for each batch of sessions.
 
 The Messa restore runs twice: once for time and RSS (``ru_maxrss`` growth
 over the process's size before the restore), once under ``tracemalloc``
@@ -44,24 +46,19 @@ from pathlib import Path
 from typing import Any
 
 from messa.crypto import _vodozemac as vz
-from messa.crypto.account import AccountMachine
 from messa.crypto.backup import (
     BACKUP_ALGORITHM,
     BackupDecryptionKey,
     BackupEncryptor,
-    BackupMachine,
     RestoreProgress,
     RoomKeysParser,
 )
 from messa.crypto.backup.session_data import encode_session_data, key_backup_data
-from messa.crypto.context import CryptoContext
-from messa.crypto.identities import DeviceTracker
-from messa.crypto.megolm import InboundGroupSessions
 from messa.homeserver import EmbeddedHomeserver
 from messa.matrix import MatrixApi
 from messa.store import RawKey, SqliteStore
 from messa.store.base import InboundGroupSessionRecord
-from messa.types.ids import DeviceId, RoomId, UserId
+from messa.types.ids import RoomId
 
 UPLOAD_BATCH = 2000
 ROOMS = 100
@@ -150,44 +147,41 @@ async def raw_worker(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def messa_worker(args: argparse.Namespace) -> dict[str, Any]:
-    """A new device restores the backup into its encrypted store."""
-    from messa.client.backup import BackupService
+    """A new device logs in and restores the backup into its encrypted store."""
+    from messa.client import MessaClient
 
     traced = args.mode == "tracemalloc"
     marks = [max(1, int(args.sessions * f)) for f in CHECKPOINTS]
     memory: dict[str, int] = {}
+    pending = list(marks)
+
+    def progress(p: RestoreProgress) -> None:
+        while pending and p.done >= pending[0]:
+            mark = pending.pop(0)
+            if traced:
+                memory[str(mark)] = tracemalloc.get_traced_memory()[1]
+            else:
+                memory[str(mark)] = max_rss_kib()
+
     with tempfile.TemporaryDirectory() as tmp:
         store = SqliteStore(Path(tmp) / "store.sqlite3", RawKey(secrets.token_bytes(32)))
-        ctx = CryptoContext(UserId(args.user), DeviceId("BENCHNEW"), store)
-        account = AccountMachine(ctx)
-        devices = DeviceTracker(ctx, account)
-        inbound = InboundGroupSessions(ctx, devices)
-        backup = BackupMachine(ctx, account, inbound, devices=devices)
-        pending = list(marks)
-
-        def progress(p: RestoreProgress) -> None:
-            while pending and p.done >= pending[0]:
-                mark = pending.pop(0)
-                if traced:
-                    memory[str(mark)] = tracemalloc.get_traced_memory()[1]
-                else:
-                    memory[str(mark)] = max_rss_kib()
-
-        async with MatrixApi(args.base_url, access_token=args.token, timeout_s=300) as api:
-            service = BackupService(backup, api, store, progress=progress)
+        async with MessaClient(store) as client:
+            localpart = args.user.split(":")[0][1:]
+            await client.login(args.base_url, localpart, args.password)
+            await client.use_backup_key(args.key)
             if traced:
                 tracemalloc.start()
             before = max_rss_kib()
             t0, c0 = time.perf_counter(), time.process_time()
-            result = await service.restore(args.version, key=args.key)
+            imported, _ = await client.restore_backup(progress=progress, version=args.version)
             elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
             if traced:
                 tracemalloc.stop()
-        stored = store.count_inbound_group_sessions()
-        store.close()
+            status = await client.backup_status()
+        stored = status.local_sessions
     return {
-        "count": result.imported,
-        "errors": result.errors,
+        "count": imported,
+        "errors": args.sessions - imported,
         "stored": stored,
         "seconds": elapsed,
         "cpu_seconds": cpu,
@@ -271,6 +265,7 @@ def main() -> None:
                 "sessions": args.sessions,
                 "base_url": server.base_url,
                 "token": user.access_token,
+                "password": user.password,
                 "version": version,
                 "key": key,
                 "user": user.user_id,

@@ -124,3 +124,25 @@ def test_share_fixture_is_signed_and_checker_rejects_wrong_input(
     stranger = s.build_fixture(1).devices[0].curve25519
     assert s.check_delivery(fx, messages, stranger, random.Random(1)) == 0
     assert s.check_delivery(s.build_fixture(4, seed=99), messages, sender, random.Random(1)) == 0
+
+
+@pytest.mark.integration
+def test_backup_restore_runs_and_restores_every_key() -> None:
+    import json
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "backup_restore.py"), "--sessions", "300", "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name in ("raw", "messa", "messa_tracemalloc"):
+        assert figures[name]["count"] == 300, figures[name]
+        assert _positive(float(figures[name]["seconds"]))
+    for name in ("messa", "messa_tracemalloc"):
+        assert figures[name]["stored"] == 300 and figures[name]["errors"] == 0
+        assert sorted(figures[name]["memory"], key=int) == ["30", "150", "300"]
+    assert "ratio Messa / raw" in proc.stdout

@@ -237,14 +237,17 @@ class Restorer:
     def _store(self, prepared: list[PreparedSession]) -> list[RoomKeyInfo]:
         mark = BACKUP_SOURCE if self._mark else None
         try:
-            outcomes = self._inbound.store_sessions(prepared, backed_up_source=mark)
+            outcomes = self._inbound.store_sessions(prepared, backed_up_source=mark, remember=False)
         except CryptoError:
             # A copy we hold is unreadable (nothing was stored): store the
             # others one at a time so that only the affected entries fail.
             outcomes = []
             for one in prepared:
                 try:
-                    outcomes.extend(self._inbound.store_sessions([one], backed_up_source=mark))
+                    stored = self._inbound.store_sessions(
+                        [one], backed_up_source=mark, remember=False
+                    )
+                    outcomes.extend(stored)
                 except CryptoError as exc:
                     self._error(exc)
         available = [info for info in outcomes if info is not None]

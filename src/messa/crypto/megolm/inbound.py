@@ -226,10 +226,11 @@ class InboundGroupSessions:
         valid_room = ids.room_id(room_id)
         with vz.translate(MegolmError, "invalid exported session key"):
             session = vz.InboundGroupSession.import_session(vz.ExportedSessionKey(session_key))
-        _parse.check_session_id(session_id, session.session_id)
+        actual_id = session.session_id  # computed by the binding on each access
+        _parse.check_session_id(session_id, actual_id)
         record = InboundGroupSessionRecord(
             room_id=valid_room,
-            session_id=session.session_id,
+            session_id=actual_id,
             sender_key=sender_key,
             signing_key=signing_key,
             sender_user=sender_user,
@@ -269,7 +270,11 @@ class InboundGroupSessions:
         return record
 
     def store_sessions(
-        self, prepared: Sequence[PreparedSession], *, backed_up_source: str | None = None
+        self,
+        prepared: Sequence[PreparedSession],
+        *,
+        backed_up_source: str | None = None,
+        remember: bool = True,
     ) -> list[RoomKeyInfo | None]:
         """Store checked sessions, each unless the copy we hold is at least as good.
 
@@ -281,6 +286,9 @@ class InboundGroupSessions:
             backed_up_source: Records stored with this ``source`` are marked as
                 already in the backup (when restoring from the version we
                 upload to, so they are not sent back to it).
+            remember: Keep the stored sessions in the memory cache. A bulk
+                import (a backup restore) passes ``False``: thousands of old
+                sessions would push out the ones in use.
 
         Returns:
             For each session, in order: its room and id when it was stored or
@@ -306,8 +314,11 @@ class InboundGroupSessions:
                 if record.source == backed_up_source and not record.backed_up:
                     record = replace(record, backed_up=True)
                 changes.inbound_group_sessions.append(record)
-                held[key] = _Live(keep, record)  # a later copy in this call sees this one
-                self._remember(held[key])
+                held[key] = live = _Live(keep, record)  # a later copy in this call sees it
+                if remember:
+                    self._remember(live)
+                else:
+                    self._cache.pop(key, None)  # never leave an older copy cached
                 out.append(RoomKeyInfo(record.room_id, record.session_id))
             return out
 

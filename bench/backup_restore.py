@@ -128,12 +128,17 @@ async def raw_worker(args: argparse.Namespace) -> dict[str, Any]:
     parser = RoomKeysParser()
     envelopes: list[tuple[str, str, str]] = []
 
+    first_byte: list[float] = []
+
     async def consume(chunk: bytes) -> None:
+        if not first_byte:
+            first_byte.append(time.perf_counter())
         for _, _, data in parser.feed(chunk):
             sd = data["session_data"]  # type: ignore[index]
             envelopes.append((sd["ciphertext"], sd["mac"], sd["ephemeral"]))
 
     async with MatrixApi(args.base_url, access_token=args.token, timeout_s=300) as api:
+        asked = time.perf_counter()
         await api.room_keys_stream(args.version, consume)
     assert not parser.close()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -143,6 +148,7 @@ async def raw_worker(args: argparse.Namespace) -> dict[str, Any]:
         "count": len(envelopes),
         "seconds": time.perf_counter() - t0,
         "cpu_seconds": time.process_time() - c0,
+        "server_first_byte_seconds": first_byte[0] - asked,
     }
 
 
@@ -228,6 +234,11 @@ def report(
         f"  seconds: raw {raw['seconds']:.1f} wall / {raw['cpu_seconds']:.1f} CPU; "
         f"Messa {timed['seconds']:.1f} wall / {timed['cpu_seconds']:.1f} CPU "
         f"({timed['errors']} errors, {timed['stored']} sessions stored)"
+    )
+    ttfb = raw["server_first_byte_seconds"]
+    print(
+        f"  Synapse's time to its first byte of the download: {ttfb:.2f} s "
+        f"({ttfb / timed['seconds']:.0%} of the Messa restore's wall clock; idle for Messa)"
     )
     marks = list(timed["memory"])
     print(f"  memory of the Messa restore (MiB) after {', '.join(marks)} keys:")

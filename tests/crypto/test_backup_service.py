@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 import pytest
 
 from messa.client.backup import BackupService
@@ -25,6 +27,7 @@ from messa.crypto.canonical import sign_json
 from messa.crypto.megolm.inbound import RoomKeyInfo
 from messa.errors import BackupKeyMismatchError, BackupNotTrustedError, NotFoundError
 from messa.matrix import MatrixApi, RetryPolicy
+from messa.store.base import Changes, RoomRecord
 from messa.types.events import Decrypted
 from messa.types.ids import Ed25519Key
 from messa.types.keys import Device, LocalTrust
@@ -260,3 +263,92 @@ async def test_a_server_that_keeps_moving_the_backup_is_not_followed_forever(
     server.refuse_writes = True
     assert await svc.upload_pending() == 0
     assert 1 < len(server.puts()) <= 3
+
+
+async def _two_room_backup(
+    world: World, api: MatrixApi, in_room: int = 700, in_other: int = 300
+) -> tuple[BackupDevice, BackupDecryptionKey]:
+    alice = BackupDevice(world, ALICE, "ALICE1")
+    bob = world.party(BOB, "BOB1")
+    for _ in range(in_room):
+        receive_group_session(alice.party, bob, ROOM)
+    for _ in range(in_other):
+        receive_group_session(alice.party, bob, OTHER_ROOM)
+    svc = service(alice, api)
+    await svc.create()
+    while await svc.upload_pending(max_requests=1):
+        pass
+    key = alice.backup.decryption_key
+    assert key is not None
+    return alice, key
+
+
+def _key_gets(server: FakeBackupServer) -> list[str]:
+    return [
+        path.split("?", 1)[0].rsplit("/room_keys/", 1)[1]
+        for method, path in server.log
+        if method == "GET" and "/room_keys/keys" in path
+    ]
+
+
+async def test_restore_goes_room_by_room_when_the_device_knows_the_rooms(
+    world: World, server: FakeBackupServer, api: MatrixApi
+) -> None:
+    _, key = await _two_room_backup(world, api)
+    fresh = BackupDevice(world, ALICE, "ALICE2")
+    fresh.store.save_changes(
+        Changes(rooms=[RoomRecord(ROOM, "join"), RoomRecord(OTHER_ROOM, "join")])
+    )
+    server.log.clear()
+    result = await service(fresh, api).restore(key=key)
+    assert (result.imported, result.skipped, result.errors) == (1000, 0, 0)
+    gets = _key_gets(server)
+    assert sorted(gets) == sorted(f"keys/{quote(r, safe='')}" for r in (ROOM, OTHER_ROOM))
+
+
+async def test_keys_of_rooms_the_device_does_not_know_are_fetched_too(
+    world: World, server: FakeBackupServer, api: MatrixApi
+) -> None:
+    _, key = await _two_room_backup(world, api)
+    fresh = BackupDevice(world, ALICE, "ALICE2")
+    fresh.store.save_changes(Changes(rooms=[RoomRecord(ROOM, "join")]))  # left OTHER_ROOM
+    server.log.clear()
+    reports: list[RestoreProgress] = []
+    result = await service(fresh, api).restore(key=key, progress=reports.append)
+    # Every key once: the full answer's entries of the room already done are dropped.
+    assert (result.imported, result.skipped, result.errors) == (1000, 0, 0)
+    assert reports[-1].done == 1000
+    assert _key_gets(server) == [f"keys/{quote(ROOM, safe='')}", "keys"]
+
+
+async def test_few_keys_per_known_room_take_one_answer(
+    world: World, server: FakeBackupServer, api: MatrixApi
+) -> None:
+    _, key = await _two_room_backup(world, api, in_room=30, in_other=20)
+    fresh = BackupDevice(world, ALICE, "ALICE2")
+    fresh.store.save_changes(
+        Changes(rooms=[RoomRecord(ROOM, "join"), RoomRecord(OTHER_ROOM, "join")])
+    )
+    server.log.clear()
+    result = await service(fresh, api).restore(key=key)
+    assert result.imported == 50
+    assert _key_gets(server) == ["keys"]  # 2 rooms x 50 > 50 keys: not worth a request each
+
+
+async def test_a_failing_room_request_raises_the_error_itself(
+    world: World, server: FakeBackupServer, api: MatrixApi
+) -> None:
+    _, key = await _two_room_backup(world, api)
+    fresh = BackupDevice(world, ALICE, "ALICE2")
+    fresh.store.save_changes(
+        Changes(rooms=[RoomRecord(ROOM, "join"), RoomRecord(OTHER_ROOM, "join")])
+    )
+    svc = service(fresh, api)
+    # The version is there, but its keys are gone by the time they are asked for.
+    server._keys = lambda *args: httpx.Response(  # type: ignore[method-assign]
+        404, json={"errcode": "M_NOT_FOUND", "error": "gone"}
+    )
+    with pytest.raises(NotFoundError):
+        await svc.restore(key=key)
+    with pytest.raises(NotFoundError):
+        await svc.restore(key=key, rooms=[ROOM, OTHER_ROOM])

@@ -20,6 +20,7 @@ from messa.crypto.backup import (
     BackupVersion,
     JsonSigner,
     RestoreProgress,
+    Restorer,
     RestoreResult,
     RoomKeysParser,
 )
@@ -42,6 +43,8 @@ RoomKeysCallback = Callable[[list[RoomKeyInfo]], Awaitable[None] | None]
 
 _STREAM_BATCH = 1000
 _MAX_SWITCHES = 2
+_ROOMS_IN_FLIGHT = 2
+_MIN_KEYS_PER_ROOM = 50  # below this average, one answer for everything costs less
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,15 +241,10 @@ class BackupService:
         restorer = self._machine.restorer(
             info, key=key, progress=progress or self._progress, batch_size=_STREAM_BATCH
         )
-        for room in rooms if rooms is not None else [None]:
-            parser = RoomKeysParser(room)
-
-            async def consume(chunk: bytes, parser: RoomKeysParser = parser) -> None:
-                await self._import(restorer.feed(parser.feed(chunk)))
-                await asyncio.sleep(0)  # let the event loop breathe between chunks
-
-            await self._api.room_keys_stream(info.version, consume, room_id=room)
-            await self._import(restorer.feed(parser.close()))
+        if rooms is not None:
+            await self._stream_rooms(info.version, restorer, list(rooms))
+        else:
+            await self._stream_everything(info, restorer)
         await self._import(restorer.finish())
         result = restorer.result
         log.info(
@@ -256,6 +254,74 @@ class BackupService:
             result.errors,
         )
         return result
+
+    async def _stream_everything(self, info: BackupVersion, restorer: Restorer) -> None:
+        """Every key of the backup: room by room when we know the rooms, else in one answer.
+
+        One answer for the whole backup makes the server build all of it
+        before its first byte (about a second per 100k keys), time in which
+        the client can do nothing. Asking room by room, two rooms at a time,
+        the server prepares the next room while this device decrypts the
+        current one. The rooms we know may not be all of the backup's (rooms
+        we left): when the server's count says keys are missing, one answer
+        for everything follows, skipping the rooms already done.
+        """
+        known = [room.room_id for room in self._store.get_rooms()]
+        total = info.count
+        if not known or total is None or len(known) * _MIN_KEYS_PER_ROOM > total:
+            await self._stream_all(info.version, restorer, skip=frozenset())
+            return
+        seen = await self._stream_rooms(info.version, restorer, known)
+        if seen < total:
+            log.info("backup holds keys of rooms this device does not know; fetching all")
+            await self._stream_all(info.version, restorer, skip=frozenset(known))
+
+    async def _stream_all(
+        self, version: str, restorer: Restorer, *, skip: frozenset[RoomId]
+    ) -> None:
+        parser = RoomKeysParser()
+
+        async def consume(chunk: bytes) -> None:
+            entries = parser.feed(chunk)
+            if skip:
+                entries = [e for e in entries if e[0] not in skip]
+            await self._import(restorer.feed(entries))
+            await asyncio.sleep(0)  # let the event loop breathe between chunks
+
+        await self._api.room_keys_stream(version, consume)
+        await self._import(restorer.feed(parser.close()))
+
+    async def _stream_rooms(self, version: str, restorer: Restorer, rooms: list[RoomId]) -> int:
+        """Stream these rooms' keys, two answers in flight; return how many entries came."""
+        seen = 0
+        slots = asyncio.Semaphore(_ROOMS_IN_FLIGHT)
+
+        async def one(room: RoomId) -> None:
+            nonlocal seen
+            parser = RoomKeysParser(room)
+
+            async def consume(chunk: bytes) -> None:
+                nonlocal seen
+                entries = parser.feed(chunk)
+                seen += len(entries)
+                await self._import(restorer.feed(entries))
+                await asyncio.sleep(0)
+
+            async with slots:
+                await self._api.room_keys_stream(version, consume, room_id=room)
+                entries = parser.close()
+                seen += len(entries)
+                await self._import(restorer.feed(entries))
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for room in rooms:
+                    group.create_task(one(room))
+        except ExceptionGroup as failed:
+            # The callers expect the error itself (NotFoundError, ...): the
+            # first one stopped the others.
+            raise failed.exceptions[0] from None
+        return seen
 
     async def _import(self, infos: list[RoomKeyInfo]) -> None:
         if infos and self._on_room_keys is not None:

@@ -1,9 +1,9 @@
 """Restoring N room keys from a server-side key backup, against raw ``PkDecryption``.
 
 Setup: an embedded Synapse (testing mode) in a temporary directory, one
-user, one backup version, and N real Megolm sessions encrypted per
-``m.megolm_backup.v1.curve25519-aes-sha2`` and uploaded in batches of 2000
-(spread over 100 rooms). The entries are generated batch by batch, never all
+user in 100 rooms (``--rooms``), one backup version, and N real Megolm sessions encrypted
+per ``m.megolm_backup.v1.curve25519-aes-sha2`` and uploaded in batches of
+2000 (spread over the 100 rooms). The entries are generated batch by batch, never all
 held at once.
 
 Contenders, each in its own process so that memory figures are its own:
@@ -12,11 +12,12 @@ Contenders, each in its own process so that memory figures are its own:
   (not timed); then only ``PkDecryption.decrypt`` of every ``session_data``
   is timed (the baseline: what the restore cannot go below).
 * **messa**: the whole restore a new device does, timed end to end: a
-  ``MessaClient`` logs in as a new device, is given the backup key, and runs
-  ``restore_backup``: streaming ``GET /room_keys/keys`` from Synapse,
-  incremental parsing, validation, decryption, import as unauthenticated
-  Megolm sessions, atomic batches into the encrypted SQLite store, and the
-  look-up of events waiting for each batch of sessions.
+  ``MessaClient`` logs in as a new device, syncs once (so it knows its
+  rooms), is given the backup key, and runs ``restore_backup``: streaming
+  the keys from Synapse room by room (two answers in flight), incremental
+  parsing, validation, decryption, import as unauthenticated Megolm
+  sessions, atomic batches into the encrypted SQLite store, and the look-up
+  of events waiting for each batch of sessions.
 
 The Messa restore runs twice: once for time and RSS (``ru_maxrss`` growth
 over the process's size before the restore), once under ``tracemalloc``
@@ -61,7 +62,6 @@ from messa.store.base import InboundGroupSessionRecord
 from messa.types.ids import RoomId
 
 UPLOAD_BATCH = 2000
-ROOMS = 100
 CHECKPOINTS = (0.1, 0.5, 1.0)
 
 
@@ -76,7 +76,9 @@ def fake_key(label: str, i: int) -> str:
     return vz.b64encode((label.encode() + i.to_bytes(4, "big")).ljust(32, b"\0")[:32])
 
 
-def upload_batch(start: int, count: int, encryptor: BackupEncryptor) -> dict[str, Any]:
+def upload_batch(
+    start: int, count: int, encryptor: BackupEncryptor, room_ids: list[str]
+) -> dict[str, Any]:
     """``count`` real sessions, encrypted for the backup, as a PUT body's ``rooms``."""
     rooms: dict[str, Any] = {}
     for i in range(start, start + count):
@@ -84,7 +86,7 @@ def upload_batch(start: int, count: int, encryptor: BackupEncryptor) -> dict[str
         inbound = vz.InboundGroupSession(group.session_key)
         exported = inbound.export_at(0)
         assert exported is not None
-        room = RoomId(f"!bench{i % ROOMS}:localhost")
+        room = RoomId(room_ids[i % len(room_ids)])
         record = InboundGroupSessionRecord(
             room_id=room,
             session_id=group.session_id,
@@ -102,17 +104,22 @@ def upload_batch(start: int, count: int, encryptor: BackupEncryptor) -> dict[str
     return rooms
 
 
-async def build_backup(base_url: str, token: str, count: int) -> tuple[str, str]:
+async def build_backup(
+    base_url: str, token: str, count: int, rooms_count: int = 100
+) -> tuple[str, str]:
     """Create a version and upload ``count`` entries; return (version, key base64)."""
     key = BackupDecryptionKey.generate()
     encryptor = BackupEncryptor(key.public_key)
     async with MatrixApi(base_url, access_token=token, timeout_s=300) as api:
+        # Real rooms the user is in, so that the new device knows them after its first sync.
+        room_ids = [await api.create_room(name=f"bench {i}") for i in range(rooms_count)]
         version = await api.room_keys_create_version(
             BACKUP_ALGORITHM, {"public_key": key.public_key}
         )
         for start in range(0, count, UPLOAD_BATCH):
             n = min(UPLOAD_BATCH, count - start)
-            update = await api.room_keys_put(version, upload_batch(start, n, encryptor))
+            rooms = upload_batch(start, n, encryptor, room_ids)
+            update = await api.room_keys_put(version, rooms)
         assert update.count == count, update
     return version, key.to_base64()
 
@@ -174,6 +181,7 @@ async def messa_worker(args: argparse.Namespace) -> dict[str, Any]:
         async with MessaClient(store) as client:
             localpart = args.user.split(":")[0][1:]
             await client.login(args.base_url, localpart, args.password)
+            await client.sync_once()  # as a new device does first: it learns its rooms
             await client.use_backup_key(args.key)
             if traced:
                 tracemalloc.start()
@@ -237,8 +245,8 @@ def report(
     )
     ttfb = raw["server_first_byte_seconds"]
     print(
-        f"  Synapse's time to its first byte of the download: {ttfb:.2f} s "
-        f"({ttfb / timed['seconds']:.0%} of the Messa restore's wall clock; idle for Messa)"
+        f"  Synapse's time to the first byte of the whole backup as one answer: {ttfb:.2f} s "
+        "(Messa asks room by room when it knows the rooms, to hide it)"
     )
     marks = list(timed["memory"])
     print(f"  memory of the Messa restore (MiB) after {', '.join(marks)} keys:")
@@ -252,6 +260,7 @@ def report(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, default=100_000)
+    parser.add_argument("--rooms", type=int, default=100, help="rooms the keys are spread over")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     parser.add_argument("--role", choices=("raw", "messa"), help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="time", help=argparse.SUPPRESS)
@@ -269,7 +278,7 @@ def main() -> None:
             user = server.register_user(f"bench{secrets.token_hex(4)}", secrets.token_urlsafe(16))
             t0 = time.perf_counter()
             version, key = asyncio.run(
-                build_backup(server.base_url, user.access_token, args.sessions)
+                build_backup(server.base_url, user.access_token, args.sessions, args.rooms)
             )
             setup_s = time.perf_counter() - t0
             config = {

@@ -131,8 +131,9 @@ def test_backup_restore_runs_and_restores_every_key() -> None:
     import json
     import subprocess
 
+    script = str(BENCH / "backup_restore.py")
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "backup_restore.py"), "--sessions", "300", "--json"],
+        [sys.executable, script, "--sessions", "1200", "--rooms", "2", "--json"],
         check=True,
         capture_output=True,
         text=True,
@@ -140,9 +141,9 @@ def test_backup_restore_runs_and_restores_every_key() -> None:
     )
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     for name in ("raw", "messa", "messa_tracemalloc"):
-        assert figures[name]["count"] == 300, figures[name]
+        assert figures[name]["count"] == 1200, figures[name]
         assert _positive(float(figures[name]["seconds"]))
     for name in ("messa", "messa_tracemalloc"):
-        assert figures[name]["stored"] == 300 and figures[name]["errors"] == 0
-        assert sorted(figures[name]["memory"], key=int) == ["30", "150", "300"]
+        assert figures[name]["stored"] == 1200 and figures[name]["errors"] == 0
+        assert sorted(figures[name]["memory"], key=int) == ["120", "600", "1200"]
     assert "ratio Messa / raw" in proc.stdout

@@ -29,7 +29,7 @@ from messa.errors import BackupKeyMismatchError, BackupNotTrustedError, NotFound
 from messa.matrix import MatrixApi, RetryPolicy
 from messa.store.base import Changes, RoomRecord
 from messa.types.events import Decrypted
-from messa.types.ids import Ed25519Key
+from messa.types.ids import Ed25519Key, RoomId
 from messa.types.keys import Device, LocalTrust
 
 from .megolm_fakes import ALICE, BOB, OTHER_ROOM, ROOM, World
@@ -283,6 +283,13 @@ async def _two_room_backup(
     return alice, key
 
 
+def _device_in(world: World, *rooms: str) -> BackupDevice:
+    """A new device of alice's that knows these rooms (as after its first sync)."""
+    fresh = BackupDevice(world, ALICE, "ALICE2")
+    fresh.store.save_changes(Changes(rooms=[RoomRecord(RoomId(r), "join") for r in rooms]))
+    return fresh
+
+
 def _key_gets(server: FakeBackupServer) -> list[str]:
     return [
         path.split("?", 1)[0].rsplit("/room_keys/", 1)[1]
@@ -295,10 +302,7 @@ async def test_restore_goes_room_by_room_when_the_device_knows_the_rooms(
     world: World, server: FakeBackupServer, api: MatrixApi
 ) -> None:
     _, key = await _two_room_backup(world, api)
-    fresh = BackupDevice(world, ALICE, "ALICE2")
-    fresh.store.save_changes(
-        Changes(rooms=[RoomRecord(ROOM, "join"), RoomRecord(OTHER_ROOM, "join")])
-    )
+    fresh = _device_in(world, ROOM, OTHER_ROOM)
     server.log.clear()
     result = await service(fresh, api).restore(key=key)
     assert (result.imported, result.skipped, result.errors) == (1000, 0, 0)
@@ -310,8 +314,7 @@ async def test_keys_of_rooms_the_device_does_not_know_are_fetched_too(
     world: World, server: FakeBackupServer, api: MatrixApi
 ) -> None:
     _, key = await _two_room_backup(world, api)
-    fresh = BackupDevice(world, ALICE, "ALICE2")
-    fresh.store.save_changes(Changes(rooms=[RoomRecord(ROOM, "join")]))  # left OTHER_ROOM
+    fresh = _device_in(world, ROOM)  # it left OTHER_ROOM
     server.log.clear()
     reports: list[RestoreProgress] = []
     result = await service(fresh, api).restore(key=key, progress=reports.append)
@@ -325,24 +328,18 @@ async def test_few_keys_per_known_room_take_one_answer(
     world: World, server: FakeBackupServer, api: MatrixApi
 ) -> None:
     _, key = await _two_room_backup(world, api, in_room=30, in_other=20)
-    fresh = BackupDevice(world, ALICE, "ALICE2")
-    fresh.store.save_changes(
-        Changes(rooms=[RoomRecord(ROOM, "join"), RoomRecord(OTHER_ROOM, "join")])
-    )
+    fresh = _device_in(world, ROOM, OTHER_ROOM)
     server.log.clear()
     result = await service(fresh, api).restore(key=key)
     assert result.imported == 50
-    assert _key_gets(server) == ["keys"]  # 2 rooms x 50 > 50 keys: not worth a request each
+    assert _key_gets(server) == ["keys"]  # 2 rooms x 500 > 50 keys: not worth a request each
 
 
 async def test_a_failing_room_request_raises_the_error_itself(
     world: World, server: FakeBackupServer, api: MatrixApi
 ) -> None:
     _, key = await _two_room_backup(world, api)
-    fresh = BackupDevice(world, ALICE, "ALICE2")
-    fresh.store.save_changes(
-        Changes(rooms=[RoomRecord(ROOM, "join"), RoomRecord(OTHER_ROOM, "join")])
-    )
+    fresh = _device_in(world, ROOM, OTHER_ROOM)
     svc = service(fresh, api)
     # The version is there, but its keys are gone by the time they are asked for.
     server._keys = lambda *args: httpx.Response(  # type: ignore[method-assign]

@@ -259,12 +259,13 @@ class BackupService:
         """Every key of the backup: room by room when we know the rooms, else in one answer.
 
         One answer for the whole backup makes the server build all of it
-        before its first byte (about a second per 100k keys), time in which
-        the client can do nothing. Asking room by room, two rooms at a time,
-        the server prepares the next room while this device decrypts the
-        current one. The rooms we know may not be all of the backup's (rooms
-        we left): when the server's count says keys are missing, one answer
-        for everything follows, skipping the rooms already done.
+        before its first byte (one to two seconds per 100k keys on Synapse),
+        time in which the client can do nothing. Asking room by room, with
+        the next room's request out while the current one is decrypted, the
+        server prepares each room meanwhile. The rooms we know may not be all
+        of the backup's (rooms we left): when the server's count says keys
+        are missing, one answer for everything follows, skipping the rooms
+        already done.
         """
         known = [room.room_id for room in self._store.get_rooms()]
         total = info.count

@@ -284,6 +284,9 @@ def test_qr_self_verification_new_device_becomes_trusted(
     people: dict[str, Profile], runner: Messa, tmp_path: Path
 ) -> None:
     alice, alice2, bob = people["alice"], people["alice2"], people["bob"]
+    # alice backs up her room keys: the new device will get the backup key too.
+    enabled = runner("backup", "enable", "--json", profile=alice.path)
+    assert enabled.code == OK, enabled
     png = tmp_path / "code.png"
     shower = start(runner, alice, alice.user_id, alice2.device_id, "--qr", "--png", str(png))
     scanner = start(runner, alice2, "--accept", "--scan", "-")
@@ -309,7 +312,11 @@ def test_qr_self_verification_new_device_becomes_trusted(
     keys = scanner.events[-1]
     assert keys["event"] == "keys" and scanner.names()[-2] == "done"
     assert_schema(keys, {"event": str, "cross_signing": bool, "backup_key": bool})
-    assert keys["cross_signing"] is True
+    assert keys["cross_signing"] is True and keys["backup_key"] is True
+    status = runner("backup", "status", "--json", profile=alice2.path)
+    assert status.code == OK, status
+    assert status.json()["has_key"] is True and status.json()["enabled"] is True
+    assert status.json()["version"] == enabled.json()["version"]
     # alice's first device cross-signed the new one: bob, who verified alice, now trusts it.
     assert trust_of(runner, bob, alice.user_id, alice2.device_id) == "verified"
     own = devices(runner, alice2, alice.user_id)

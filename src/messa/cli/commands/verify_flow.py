@@ -42,6 +42,7 @@ _ANSWER_POLL_MS = 300  # shorter while a person may answer at any moment
 _CANCEL_WAIT_S = 10.0
 _KEYS_WAIT_S = 30.0  # a new device waits this long for the account's keys after verifying
 _ANSWER_GRACE_S = 3.0  # the device holding them keeps syncing to answer the request
+_BACKUP_KEY_WAIT_S = 5.0  # after the cross-signing keys, how long the backup key may lag
 
 
 class Method(enum.Enum):
@@ -271,7 +272,13 @@ class Verifier:
         with self.out.status("Receiving the account's keys from the other device…"):
             while not complete() and loop.time() < deadline:
                 await self.client.sync_once(timeout_ms=_POLL_MS)
-        backup = await self.client.backup_status()
+            # The backup key (if the other device holds one) may come a sync
+            # later; the history is read from the backup once it does.
+            backup = await self.client.backup_status()
+            deadline = min(deadline, loop.time() + _BACKUP_KEY_WAIT_S)
+            while backup.version is not None and not backup.has_key and loop.time() < deadline:
+                await self.client.sync_once(timeout_ms=_POLL_MS)
+                backup = await self.client.backup_status()
         if complete():
             tail = " and the backup key" if backup.has_key else ""
             self.event(

@@ -7,10 +7,12 @@ each against what it trusts, and then reads the history from the backup.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from messa.client import MessaClient
-from messa.errors import ConfigError
+from messa.errors import ConfigError, TransportError
 
 from .conftest import verify_own_device
 
@@ -53,6 +55,20 @@ async def test_a_verified_new_device_receives_the_keys_and_reads_the_history(
         await second.enable_backup()
     assert (await second.backup_status()).version == version
 
+    # The first restore attempt after the key arrives fails (the network): it is retried.
+    service = second._backup
+    real_restore = service.restore
+    attempts = 0
+
+    async def flaky_restore(*args: Any, **kwargs: Any) -> Any:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise TransportError("connection reset")
+        return await real_restore(*args, **kwargs)
+
+    service.restore = flaky_restore  # type: ignore[method-assign]
+
     await verify_own_device(first, second)
 
     def has_everything() -> bool:
@@ -61,6 +77,7 @@ async def test_a_verified_new_device_receives_the_keys_and_reads_the_history(
         return complete and cs.keys_match and all(t in _bodies(second, room) for t in said)
 
     await _sync_until(has_everything, first, second)
+    assert attempts == 2
     backup = await second.backup_status()
     assert backup.version == version and backup.has_key and backup.trusted and backup.enabled
     # History from the backup is never shown as verified.

@@ -46,6 +46,7 @@ class BackupMixin:
 
     _backup_service: BackupService | None = None
     _backup_decrypted: int = 0
+    _backup_restore_due: bool = False
 
     @property
     def _backup(self) -> BackupService:
@@ -132,15 +133,19 @@ class BackupMixin:
         then restored, as after a recovery.
         """
         key = self._w.machine.trust.take_pending_backup_key()
-        if key is None:
-            return
-        try:
-            await self._backup.enable(key=key)
-        except (NotFoundError, BackupKeyMismatchError, BackupNotTrustedError) as exc:
-            log.warning("a backup key sent by our device was not used: %s", type(exc).__name__)
-            return
-        result = await self._backup.restore()
-        log.info("backup key received from our device; %d sessions restored", result.imported)
+        if key is not None:
+            try:
+                await self._backup.enable(key=key)
+            except (NotFoundError, BackupKeyMismatchError, BackupNotTrustedError) as exc:
+                log.warning("a backup key sent by our device was not used: %s", type(exc).__name__)
+                return
+            self._backup_restore_due = True
+        if self._backup_restore_due:
+            # Cleared only once the restore ran through: a failure (the
+            # network, the server) is retried after the next sync.
+            result = await self._backup.restore()
+            self._backup_restore_due = False
+            log.info("backup key received from our device; %d sessions restored", result.imported)
 
     async def use_backup_key(self, private_key_b64: str) -> None:
         """Take a backup key from secret storage or the user, for the current backup."""

@@ -47,6 +47,9 @@ class BackupMixin:
     _backup_service: BackupService | None = None
     _backup_decrypted: int = 0
     _backup_restore_due: bool = False
+    restore_progress: Progress | None = None
+    """Progress callback of the restores the client starts by itself (after
+    one of our devices sent the backup key); set it to show a progress bar."""
 
     @property
     def _backup(self) -> BackupService:
@@ -143,7 +146,7 @@ class BackupMixin:
         if self._backup_restore_due:
             # Cleared only once the restore ran through: a failure (the
             # network, the server) is retried after the next sync.
-            result = await self._backup.restore()
+            result = await self._backup.restore(progress=self.restore_progress)
             self._backup_restore_due = False
             log.info("backup key received from our device; %d sessions restored", result.imported)
 

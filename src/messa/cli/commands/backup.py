@@ -5,8 +5,9 @@ the user's devices (and their recovery) hold. ``status`` shows the backup and
 this device's part in it, ``restore`` downloads and decrypts it with the key
 this device holds, ``enable`` starts uploading this device's keys.
 
-:class:`ProgressBar` is shared with ``messa recovery restore`` and
-``messa keys import``: restoring a large backup takes a while.
+:class:`ProgressBar` is shared with ``messa recovery restore``,
+``messa keys import`` and ``messa verify`` (a new device reading the backup
+after it got the key): restoring a large backup takes a while.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
+from messa.cli.commands.backup import ProgressBar
 from messa.cli.exitcodes import CliError, ExitCode, one_line
 from messa.client import RequestState, render_png, render_svg, render_terminal
 from messa.errors import MessaError, RemoteInputError
@@ -269,7 +270,10 @@ class Verifier:
                 await self.client.sync_once(timeout_ms=_ANSWER_POLL_MS)
             return
         deadline = loop.time() + min(self.options.timeout_s, _KEYS_WAIT_S)
-        with self.out.status("Receiving the account's keys from the other device…"):
+        bar = ProgressBar(self.out, "Receiving the account's keys from the other device")
+        with bar:
+            # Once the backup key is in, the client reads the history from the backup.
+            self.client.restore_progress = bar.restore
             while not complete() and loop.time() < deadline:
                 await self.client.sync_once(timeout_ms=_POLL_MS)
             # The backup key (if the other device holds one) may come a sync
@@ -279,6 +283,7 @@ class Verifier:
             while backup.version is not None and not backup.has_key and loop.time() < deadline:
                 await self.client.sync_once(timeout_ms=_POLL_MS)
                 backup = await self.client.backup_status()
+            self.client.restore_progress = None
         if complete():
             tail = " and the backup key" if backup.has_key else ""
             self.event(

@@ -287,6 +287,10 @@ def test_qr_self_verification_new_device_becomes_trusted(
     # alice backs up her room keys: the new device will get the backup key too.
     enabled = runner("backup", "enable", "--json", profile=alice.path)
     assert enabled.code == OK, enabled
+    before = runner("keys", "status", "--json", profile=alice2.path)
+    assert before.code == OK, before
+    assert not any(before.json()["cross_signing"][k] for k in ("master", "trusted"))
+    assert before.json()["backup"]["has_key"] is False
     png = tmp_path / "code.png"
     shower = start(runner, alice, alice.user_id, alice2.device_id, "--qr", "--png", str(png))
     scanner = start(runner, alice2, "--accept", "--scan", "-")
@@ -317,6 +321,15 @@ def test_qr_self_verification_new_device_becomes_trusted(
     assert status.code == OK, status
     assert status.json()["has_key"] is True and status.json()["enabled"] is True
     assert status.json()["version"] == enabled.json()["version"]
+    held = runner("keys", "status", "--json", profile=alice2.path)
+    assert held.code == OK, held
+    assert_schema(held.json(), {"user_id": str, "cross_signing": dict, "backup": dict})
+    cs = held.json()["cross_signing"]
+    assert all(cs[k] is True for k in ("master", "self_signing", "user_signing", "keys_match"))
+    assert cs["trusted"] is True
+    assert held.json()["backup"] == {"version": enabled.json()["version"], "has_key": True}
+    human = runner("keys", "status", profile=alice2.path)
+    assert human.code == OK and "master, self-signing, user-signing" in human.out, human
     # alice's first device cross-signed the new one: bob, who verified alice, now trusts it.
     assert trust_of(runner, bob, alice.user_id, alice2.device_id) == "verified"
     own = devices(runner, alice2, alice.user_id)

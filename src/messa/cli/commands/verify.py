@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from messa.client import MessaClient, VerificationRequest
     from messa.types.ids import UserId
 
-__all__ = ["bootstrap", "ensure_cross_signing", "keys_app", "verify"]
+__all__ = ["bootstrap", "ensure_cross_signing", "keys_app", "status", "verify"]
 
 keys_app = typer.Typer(
     help="This account's keys: cross-signing keys, and room keys to export or import.",
@@ -121,6 +121,55 @@ async def _bootstrap(state: CliState, password: str | None) -> None:
                 "trusted": trusted,
             },
             human,
+        )
+
+
+# -- messa keys status ------------------------------------------------------------------
+
+
+@keys_app.command("status")
+def status(ctx: typer.Context, json_mode: JsonFlag = False) -> None:
+    """Which of the account's keys this device holds: cross-signing keys and the backup key.
+
+    A device verified from another one of the account receives them; without
+    them it can decrypt and be trusted, but not verify others for the account.
+    """
+    run_async(_status(state_of(ctx, json_mode)))
+
+
+async def _status(state: CliState) -> None:
+    async with open_client(state) as client:
+        with state.out.status("Fetching the account's keys…"):
+            await client.devices(client.user_id)  # the published identity, fresh
+            backup = await client.backup_status()
+        cs = client.cross_signing_status()
+        identity = client.identity(client.user_id)
+        held = {
+            "master": cs.has_master,
+            "self_signing": cs.has_self_signing,
+            "user_signing": cs.has_user_signing,
+        }
+        names = [name.replace("_", "-") for name, has in held.items() if has]
+        lines = [
+            f"cross-signing keys held here: {', '.join(names) if names else 'none'}"
+            + ("" if cs.keys_match else " (not the published ones: the identity was reset)"),
+            f"identity trusted by this device: {'yes' if identity and identity.verified else 'no'}",
+            "backup key held here: "
+            + ("yes" if backup.has_key else "no" if backup.version else "no backup on the server"),
+        ]
+        state.out.result(
+            {
+                "user_id": client.user_id,
+                "cross_signing": {
+                    **held,
+                    "published": cs.published,
+                    "keys_match": cs.keys_match,
+                    "master_key": _master_key(client),
+                    "trusted": identity is not None and identity.verified,
+                },
+                "backup": {"version": backup.version, "has_key": backup.has_key},
+            },
+            "\n".join(lines),
         )
 
 

@@ -178,22 +178,26 @@ async def _compare_and_confirm(messa: MessaClient, peer: JsPeer, req: Verificati
     mine = req.sas.emoji()
     assert mine is not None
     assert [[e.symbol, e.description] for e in mine] == shown["emoji"]
+    assert list(req.sas.decimals() or ()) == shown["decimals"]
     confirmed = asyncio.create_task(peer.call("confirm_sas"))
     await messa.confirm_sas(req)
     await until(lambda: req.state is RequestState.DONE and confirmed.done(), messa, what="done")
     await confirmed
 
 
-async def sas_messa_asks(messa: MessaClient, peer: JsPeer, user: str, device: str) -> None:
+async def sas_messa_asks(
+    messa: MessaClient, peer: JsPeer, user: str, device: str
+) -> VerificationRequest:
     """Messa asks a js device for emoji SAS over to-device; both confirm the same emoji."""
     req = await messa.request_verification(user, device)
     await peer.call("accept_verification")
     await until(lambda: req.state is RequestState.READY, messa, what="js ready")
     await messa.start_sas(req)
     await _compare_and_confirm(messa, peer, req)
+    return req
 
 
-async def sas_js_asks(messa: MessaClient, peer: JsPeer) -> None:
+async def sas_js_asks(messa: MessaClient, peer: JsPeer) -> VerificationRequest:
     """The js device asks this Messa device for SAS and starts it; both confirm."""
     asked = asyncio.create_task(
         peer.call("request_verification", user=str(messa.user_id), device=str(messa.device_id))
@@ -205,3 +209,4 @@ async def sas_js_asks(messa: MessaClient, peer: JsPeer) -> None:
     await asked
     await peer.call("start_sas")
     await _compare_and_confirm(messa, peer, req)
+    return req

@@ -6,16 +6,13 @@ fixtures are in ``jspeer.py`` and ``conftest.py``.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from interop_js.jspeer import JsPeer, messa_client
+from interop_js.jspeer import JsPeer, messa_client, sas_js_asks, sas_messa_asks
 from messa.client import MessaClient
 from messa.crypto.interfaces import AllDevicesPolicy
-from messa.crypto.verification import RequestState
 from messa.homeserver import EmbeddedHomeserver, RegisteredUser
 from messa.types.keys import TrustState
 
@@ -79,23 +76,8 @@ async def test_emoji_verification_between_messa_and_js_sdk(
         devices = {d.device_id: d for d in await alice.devices(js_u.user_id)}
         assert devices[js["device_id"]].trust is TrustState.UNVERIFIED
 
-        req = await alice.request_verification(js_u.user_id, js["device_id"])
-        await js_peer.call("accept_verification")
-        await _until(lambda: req.state is RequestState.READY, alice)
-        await alice.start_sas(req)
-        await _until(lambda: req.sas is not None and req.sas.emoji() is not None, alice)
-        shown = await js_peer.call("sas")
-        assert req.sas is not None
-        mine = req.sas.emoji()
-        assert mine is not None
-        assert [[e.symbol, e.description] for e in mine] == shown["emoji"]
-        assert list(req.sas.decimals() or ()) == shown["decimals"]
-
-        confirmed = asyncio.create_task(js_peer.call("confirm_sas"))
-        await alice.confirm_sas(req)
-        await _until(lambda: req.state is RequestState.DONE or confirmed.done(), alice)
-        await _until(lambda: req.state is RequestState.DONE, alice)
-        await confirmed
+        req = await sas_messa_asks(alice, js_peer, js_u.user_id, js["device_id"])
+        assert req.other_device == js["device_id"]
 
         devices = {d.device_id: d for d in await alice.devices(js_u.user_id)}
         assert devices[js["device_id"]].trust is TrustState.VERIFIED
@@ -118,28 +100,8 @@ async def test_emoji_verification_requested_and_started_by_js_sdk(
         await js_peer.call("join", room=room)
         await alice.sync_once(timeout_ms=200)
 
-        asked = asyncio.create_task(
-            js_peer.call("request_verification", user=alice_u.user_id, device=alice.device_id)
-        )
-        await _until(lambda: bool(alice.incoming_verifications()), alice)
-        req = alice.incoming_verifications()[0]
-        assert req.other_user == js_u.user_id
-        await alice.accept_verification(req)
-        await _until(lambda: asked.done(), alice)
-        await asked
-        await js_peer.call("start_sas")
-        await _until(lambda: req.sas is not None and req.sas.emoji() is not None, alice)
-        shown = await js_peer.call("sas")
-        assert req.sas is not None
-        mine = req.sas.emoji()
-        assert mine is not None
-        assert [[e.symbol, e.description] for e in mine] == shown["emoji"]
-        assert list(req.sas.decimals() or ()) == shown["decimals"]
-
-        confirmed = asyncio.create_task(js_peer.call("confirm_sas"))
-        await alice.confirm_sas(req)
-        await _until(lambda: req.state is RequestState.DONE and confirmed.done(), alice)
-        await confirmed
+        req = await sas_js_asks(alice, js_peer)
+        assert req.other_user == js_u.user_id and req.other_device == js["device_id"]
 
         devices = {d.device_id: d for d in await alice.devices(js_u.user_id)}
         assert devices[js["device_id"]].trust is TrustState.VERIFIED
@@ -147,11 +109,3 @@ async def test_emoji_verification_requested_and_started_by_js_sdk(
         assert status["verified"], status
     finally:
         await alice.close()
-
-
-async def _until(pred: Any, client: MessaClient, rounds: int = 60) -> None:
-    for _ in range(rounds):
-        if pred():
-            return
-        await client.sync_once(timeout_ms=200)
-    assert pred(), "condition not reached"

@@ -30,7 +30,7 @@ from messa.matrix.uia import PASSWORD_STAGE, UiaChallenge, password_auth
 from messa.store.memory import MemoryStore
 from messa.types.ids import DeviceId, UserId
 from messa.types.keys import CrossSigningUsage
-from messa.types.requests import KeysClaimRequest, KeysQueryRequest, SignatureUploadRequest
+from messa.types.requests import KeysQueryRequest, SignatureUploadRequest
 
 from .harness import FakeDevice, FakeServer, FlushOutcome, Harness, Party
 
@@ -188,41 +188,15 @@ class CSParty(Party):
         super()._build()
         self.cs = CrossSigningMachine(self.ctx, self.account, self.tracker)
 
-    def flush(self) -> FlushOutcome:
-        """Send every outgoing request, cross-signing ones included, until none is left."""
-        outcome = FlushOutcome()
-        for _ in range(20):
-            sent = False
-            upload = self.account.upload_request()
-            if upload is not None:
-                response = self.server.keys_upload(self.user_id, self.device_id, upload)
-                self.account.mark_upload_sent(response, upload.request_id)
-                sent = True
-            query = self.tracker.query_request()
-            if query is not None:
-                response = self.server.keys_query_as(self.user_id, query)
-                outcome.queries.append(
-                    self.tracker.receive_query_response(query.request_id, response)
-                )
-                sent = True
-            for request in self.olm.outgoing_requests():
-                if isinstance(request, KeysClaimRequest):
-                    outcome.claims.append(
-                        self.olm.receive_claim_response(
-                            request.request_id, self.server.keys_claim(request)
-                        )
-                    )
-                else:
-                    response = self.server.send_to_device(self.user_id, request)
-                    self.olm.mark_request_as_sent(request.request_id, response)
-                    outcome.to_device_sent += request.message_count()
-                sent = True
-            for signatures in self.cs.outgoing_requests():
-                self.upload_signatures(signatures)
-                sent = True
-            if not sent:
-                return outcome
-        raise AssertionError("outgoing requests did not settle")
+    def _keys_query(self, query: KeysQueryRequest) -> dict[str, Any]:
+        return self.server.keys_query_as(self.user_id, query)
+
+    def _flush_more(self) -> bool:
+        sent = False
+        for signatures in self.cs.outgoing_requests():
+            self.upload_signatures(signatures)
+            sent = True
+        return sent
 
     def upload_signatures(self, request: SignatureUploadRequest) -> dict[str, Any]:
         """Send a signature upload and report the answer to the machine."""

@@ -269,7 +269,7 @@ class Party:
                 sent = True
             query = self.tracker.query_request()
             if query is not None:
-                response = self.server.keys_query(query)
+                response = self._keys_query(query)
                 outcome.queries.append(
                     self.tracker.receive_query_response(query.request_id, response)
                 )
@@ -286,9 +286,18 @@ class Party:
                     self.olm.mark_request_as_sent(request.request_id, response)
                     outcome.to_device_sent += request.message_count()
                 sent = True
+            sent = self._flush_more() or sent
             if not sent:
                 return outcome
         raise AssertionError("outgoing requests did not settle")
+
+    def _keys_query(self, query: KeysQueryRequest) -> dict[str, Any]:
+        """The server's answer to our ``/keys/query``."""
+        return self.server.keys_query(query)
+
+    def _flush_more(self) -> bool:
+        """Send requests of machines a subclass adds; return whether any was sent."""
+        return False
 
     def sync(self) -> SyncOutcome:
         """Receive one sync from the server, decrypt its to-device events, then flush."""

@@ -17,6 +17,10 @@ from messa.crypto.verification import (
 from messa.crypto.verification.sas_crypto import EphemeralKey
 
 from .verification_fakes import (
+    ACCEPT,
+    KEY,
+    MAC,
+    START,
     Link,
     Party,
     assert_cancelled,
@@ -26,11 +30,6 @@ from .verification_fakes import (
     ready_pair,
     tamper,
 )
-
-KEY = "m.key.verification.key"
-MAC = "m.key.verification.mac"
-START = "m.key.verification.start"
-ACCEPT = "m.key.verification.accept"
 
 
 @pytest.fixture

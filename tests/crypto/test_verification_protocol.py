@@ -14,7 +14,11 @@ from messa.crypto.verification import (
 from messa.crypto.verification.sas_crypto import EphemeralKey
 
 from .verification_fakes import (
+    ACCEPT,
+    KEY,
+    MAC,
     ROOM,
+    START,
     Link,
     Party,
     assert_cancelled,
@@ -22,11 +26,6 @@ from .verification_fakes import (
     ready_pair,
     tamper,
 )
-
-KEY = "m.key.verification.key"
-MAC = "m.key.verification.mac"
-START = "m.key.verification.start"
-ACCEPT = "m.key.verification.accept"
 
 
 @pytest.fixture

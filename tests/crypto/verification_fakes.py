@@ -33,6 +33,11 @@ from messa.types.requests import ToDeviceRequest
 
 ROOM = RoomId("!dm:example.org")
 
+KEY = "m.key.verification.key"
+MAC = "m.key.verification.mac"
+START = "m.key.verification.start"
+ACCEPT = "m.key.verification.accept"
+
 
 def new_ed25519() -> Ed25519Key:
     """A fresh, real Ed25519 public key, unpadded base64."""

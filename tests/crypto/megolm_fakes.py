@@ -249,3 +249,15 @@ class World:
     ) -> Party:
         device = self.device(user, device_id, **kwargs)
         return Party(device, self.directory, clock=self.clock, policy=policy, cache_size=cache_size)
+
+
+def targets(request: ToDeviceRequest) -> set[tuple[str, str]]:
+    """The ``(user, device)`` pairs a to-device request goes to."""
+    return {(u, d) for u, devices in request.messages.items() for d in devices}
+
+
+def sent_body(request: ToDeviceRequest, device: Device) -> dict[str, Any]:
+    """The plaintext FakeOlm 'encrypted' for ``device``."""
+    content = request.messages[device.user_id][device.device_id]
+    body: dict[str, Any] = json.loads(content["ciphertext"][device.curve25519]["body"])
+    return body

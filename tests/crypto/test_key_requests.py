@@ -8,7 +8,6 @@ keys; ``test_key_requests_olm.py`` runs the flows over real Olm sessions.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +27,7 @@ from messa.types.ids import Curve25519Key, DeviceId, Ed25519Key, RoomId, UserId
 from messa.types.keys import MEGOLM_ALGORITHM, OLM_ALGORITHM, Device, DeviceKeys, LocalTrust
 from messa.types.requests import ToDeviceRequest
 
-from .megolm_fakes import ALICE, BOB, ROOM, FakeDevices, Party
+from .megolm_fakes import ALICE, BOB, ROOM, FakeDevices, Party, sent_body, targets
 from .megolm_fakes import World as MegolmWorld
 from .strategies import json_values
 
@@ -131,17 +130,6 @@ class World:
 @pytest.fixture
 def world() -> World:
     return World()
-
-
-def targets(request: ToDeviceRequest) -> set[tuple[str, str]]:
-    return {(u, d) for u, devices in request.messages.items() for d in devices}
-
-
-def sent_body(request: ToDeviceRequest, device: Device) -> dict[str, Any]:
-    """The plaintext FakeOlm 'encrypted' for ``device``."""
-    content = request.messages[device.user_id][device.device_id]
-    body: dict[str, Any] = json.loads(content["ciphertext"][device.curve25519]["body"])
-    return body
 
 
 def only_content(request: ToDeviceRequest) -> dict[str, Any]:

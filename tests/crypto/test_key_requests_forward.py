@@ -21,9 +21,9 @@ from messa.types.events import Decrypted, UnableToDecrypt, UtdReason
 from messa.types.ids import UserId
 from messa.types.keys import MEGOLM_ALGORITHM, Device, LocalTrust
 
-from .megolm_fakes import ALICE, BOB, OTHER_ROOM, ROOM
+from .megolm_fakes import ALICE, BOB, OTHER_ROOM, ROOM, targets
 from .strategies import json_values
-from .test_key_requests import FORWARDED, World, only_content, real_device, targets
+from .test_key_requests import FORWARDED, World, only_content, real_device
 
 
 def forward_content(world: World, session_id: str, *, index: int | None = None) -> dict[str, Any]:

@@ -22,8 +22,8 @@ from messa.types.keys import MEGOLM_ALGORITHM, LocalTrust
 from messa.types.requests import ToDeviceRequest
 
 from .harness import Harness, Party
-from .megolm_fakes import ALICE, BOB, ROOM, room_event
-from .test_key_requests import FORWARDED, targets
+from .megolm_fakes import ALICE, BOB, ROOM, room_event, targets
+from .test_key_requests import FORWARDED
 
 
 class Node:

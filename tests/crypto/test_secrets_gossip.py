@@ -9,7 +9,6 @@ flows over real Olm sessions.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import os
 from dataclasses import replace
@@ -47,9 +46,8 @@ from messa.errors import (
 from messa.store.memory import MemoryStore
 from messa.types.ids import DeviceId, UserId
 from messa.types.keys import Device, LocalTrust
-from messa.types.requests import ToDeviceRequest
 
-from .megolm_fakes import ALICE, BOB, FakeDevices, FakeOlm, make_device
+from .megolm_fakes import ALICE, BOB, FakeDevices, FakeOlm, make_device, sent_body, targets
 from .strategies import json_values
 
 GOLDEN = Path(__file__).parent / "data" / "secrets" / "gossip_requests.json"
@@ -132,17 +130,6 @@ class World:
 @pytest.fixture
 def world() -> World:
     return World()
-
-
-def targets(request: ToDeviceRequest) -> set[tuple[str, str]]:
-    return {(u, d) for u, devices in request.messages.items() for d in devices}
-
-
-def sent_body(request: ToDeviceRequest, device: Device) -> dict[str, Any]:
-    """The plaintext FakeOlm 'encrypted' for ``device``."""
-    content = request.messages[device.user_id][device.device_id]
-    body: dict[str, Any] = json.loads(content["ciphertext"][device.curve25519]["body"])
-    return body
 
 
 # --- asking ------------------------------------------------------------------------

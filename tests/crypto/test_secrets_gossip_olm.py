@@ -14,8 +14,8 @@ from messa.types.keys import LocalTrust
 from messa.types.requests import ToDeviceRequest
 
 from .harness import Harness, Party
-from .megolm_fakes import ALICE
-from .test_secrets_gossip import MASTER_PUBLIC, SEED_B64, targets
+from .megolm_fakes import ALICE, targets
+from .test_secrets_gossip import MASTER_PUBLIC, SEED_B64
 
 
 class OwnDevices:

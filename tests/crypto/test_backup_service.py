@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from messa.client.backup import BackupService
+from messa.crypto import _vodozemac as vz
 from messa.crypto.backup import (
     BackupDecryptionKey,
     JsonSigner,
@@ -32,7 +33,7 @@ from messa.types.events import Decrypted
 from messa.types.ids import Ed25519Key, RoomId
 from messa.types.keys import Device, LocalTrust
 
-from .megolm_fakes import ALICE, BOB, OTHER_ROOM, ROOM, World
+from .megolm_fakes import ALICE, BOB, OTHER_ROOM, ROOM, Party, World
 from .test_backup_helpers import (
     BackupDevice,
     FakeBackupServer,
@@ -183,19 +184,30 @@ def _with_real_key(device: BackupDevice) -> Device:
     return dataclasses.replace(entry, keys=keys)
 
 
-async def test_restore_streams_with_progress_and_retries_waiting_events(
-    world: World, server: FakeBackupServer, api: MatrixApi
-) -> None:
+async def _two_room_backup(
+    world: World, api: MatrixApi, in_room: int = 700, in_other: int = 300
+) -> tuple[Party, list[vz.GroupSession], BackupDecryptionKey]:
+    """Alice's first device backs up room keys from Bob in two rooms.
+
+    Returns Bob, his sessions (``ROOM``'s first) and the backup key.
+    """
     alice = BackupDevice(world, ALICE, "ALICE1")
     bob = world.party(BOB, "BOB1")
-    groups = [receive_group_session(alice.party, bob, ROOM)[0] for _ in range(700)]
-    groups += [receive_group_session(alice.party, bob, OTHER_ROOM)[0] for _ in range(300)]
+    groups = [receive_group_session(alice.party, bob, ROOM)[0] for _ in range(in_room)]
+    groups += [receive_group_session(alice.party, bob, OTHER_ROOM)[0] for _ in range(in_other)]
     svc = service(alice, api)
     await svc.create()
     while await svc.upload_pending(max_requests=1):
         pass
     key = alice.backup.decryption_key
     assert key is not None
+    return bob, groups, key
+
+
+async def test_restore_streams_with_progress_and_retries_waiting_events(
+    world: World, server: FakeBackupServer, api: MatrixApi
+) -> None:
+    bob, groups, key = await _two_room_backup(world, api)
 
     fresh = BackupDevice(world, ALICE, "ALICE2")
     reports: list[RestoreProgress] = []
@@ -265,24 +277,6 @@ async def test_a_server_that_keeps_moving_the_backup_is_not_followed_forever(
     assert 1 < len(server.puts()) <= 3
 
 
-async def _two_room_backup(
-    world: World, api: MatrixApi, in_room: int = 700, in_other: int = 300
-) -> tuple[BackupDevice, BackupDecryptionKey]:
-    alice = BackupDevice(world, ALICE, "ALICE1")
-    bob = world.party(BOB, "BOB1")
-    for _ in range(in_room):
-        receive_group_session(alice.party, bob, ROOM)
-    for _ in range(in_other):
-        receive_group_session(alice.party, bob, OTHER_ROOM)
-    svc = service(alice, api)
-    await svc.create()
-    while await svc.upload_pending(max_requests=1):
-        pass
-    key = alice.backup.decryption_key
-    assert key is not None
-    return alice, key
-
-
 def _device_in(world: World, *rooms: str) -> BackupDevice:
     """A new device of alice's that knows these rooms (as after its first sync)."""
     fresh = BackupDevice(world, ALICE, "ALICE2")
@@ -301,7 +295,7 @@ def _key_gets(server: FakeBackupServer) -> list[str]:
 async def test_restore_goes_room_by_room_when_the_device_knows_the_rooms(
     world: World, server: FakeBackupServer, api: MatrixApi
 ) -> None:
-    _, key = await _two_room_backup(world, api)
+    _, _, key = await _two_room_backup(world, api)
     fresh = _device_in(world, ROOM, OTHER_ROOM)
     server.log.clear()
     result = await service(fresh, api).restore(key=key)
@@ -313,7 +307,7 @@ async def test_restore_goes_room_by_room_when_the_device_knows_the_rooms(
 async def test_keys_of_rooms_the_device_does_not_know_are_fetched_too(
     world: World, server: FakeBackupServer, api: MatrixApi
 ) -> None:
-    _, key = await _two_room_backup(world, api)
+    _, _, key = await _two_room_backup(world, api)
     fresh = _device_in(world, ROOM)  # it left OTHER_ROOM
     server.log.clear()
     reports: list[RestoreProgress] = []
@@ -327,7 +321,7 @@ async def test_keys_of_rooms_the_device_does_not_know_are_fetched_too(
 async def test_few_keys_per_known_room_take_one_answer(
     world: World, server: FakeBackupServer, api: MatrixApi
 ) -> None:
-    _, key = await _two_room_backup(world, api, in_room=30, in_other=20)
+    _, _, key = await _two_room_backup(world, api, in_room=30, in_other=20)
     fresh = _device_in(world, ROOM, OTHER_ROOM)
     server.log.clear()
     result = await service(fresh, api).restore(key=key)
@@ -338,7 +332,7 @@ async def test_few_keys_per_known_room_take_one_answer(
 async def test_a_failing_room_request_raises_the_error_itself(
     world: World, server: FakeBackupServer, api: MatrixApi
 ) -> None:
-    _, key = await _two_room_backup(world, api)
+    _, _, key = await _two_room_backup(world, api)
     fresh = _device_in(world, ROOM, OTHER_ROOM)
     svc = service(fresh, api)
     # The version is there, but its keys are gone by the time they are asked for.

@@ -161,14 +161,17 @@ class TrustHub:
         Args:
             only_missing: Ask only for the keys this device does not hold.
         """
+        reqs = self._secret_requests(only_missing=only_missing)
+        self._to_device.extend(reqs)
+        return reqs
+
+    def _secret_requests(self, *, only_missing: bool) -> list[ToDeviceRequest]:
         names = [*_CS_NAMES, MEGOLM_BACKUP]
         if only_missing:
             names = [n for n in names if self._provide_secret(n) is None]
             if self._pending_backup_key is not None and MEGOLM_BACKUP in names:
                 names.remove(MEGOLM_BACKUP)
-        reqs = [r for name in names if (r := self.secrets.request_secret(name)) is not None]
-        self._to_device.extend(reqs)
-        return reqs
+        return [r for name in names if (r := self.secrets.request_secret(name)) is not None]
 
     def _own_identity_verified(self) -> None:
         # A device that just verified itself against another of ours gets the
@@ -259,8 +262,7 @@ class TrustHub:
         self._to_device = []
         if self._ask_secrets_after_flow:
             self._ask_secrets_after_flow = False
-            out.extend(self.request_cross_signing_secrets(only_missing=True))
-            self._to_device = []
+            out.extend(self._secret_requests(only_missing=True))
         return out
 
     def take_room_messages(self) -> list[RoomMessageRequest]:
